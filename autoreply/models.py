@@ -1,0 +1,252 @@
+"""Pydantic models at the edges: what goes into autoreply and what comes out.
+
+FAQEntry (knowledge), Message (a customer's message in), Reply (what the bot says back),
+Decision (the pure engine's verdict), and the stored records: StoredMessage, Ticket, Gap,
+Feedback, FAQCandidate. Closed sets are StrEnums.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Action(StrEnum):
+    """What the bot does with a message."""
+
+    ANSWER = "answer"
+    CLARIFY = "clarify"
+    ESCALATE = "escalate"
+
+
+class Reason(StrEnum):
+    """Why the engine chose its action (machine-readable, stable)."""
+
+    CONFIDENT = "confident"
+    CLARIFY_PICKED = "clarify_picked"
+    AMBIGUOUS = "ambiguous"
+    LOW_CONFIDENCE = "low_confidence"
+    ASKED_FOR_HUMAN = "asked_for_human"
+    COMPLAINT = "complaint"
+    REPEATED_FAILURE = "repeated_failure"
+    SENSITIVE_CATEGORY = "sensitive_category"
+    EMPTY_MESSAGE = "empty_message"
+    AGENT_HANDLING = "agent_handling"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class Role(StrEnum):
+    """Who wrote a message in a conversation."""
+
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+
+
+class CandidateStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DISMISSED = "dismissed"
+
+
+class FAQEntry(BaseModel):
+    """One FAQ entry: a question, its other phrasings, the answer and a business category."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    question: str = Field(min_length=1)
+    variants: tuple[str, ...] = ()
+    answer: str = Field(min_length=1)
+    category: str = Field(default="general", min_length=1)
+    tags: tuple[str, ...] = ()
+    escalate: bool = False
+    enabled: bool = True
+    source: str | None = Field(default=None, exclude=True)
+    """Where the entry was read from (``file:line``); not part of the entry's data."""
+
+    @field_validator("id", "question", "answer", "category")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("variants", "tags")
+    @classmethod
+    def _strip_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip() for v in value if v.strip())
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The question followed by every variant: what the index matches against."""
+        return (self.question, *self.variants)
+
+
+class Message(BaseModel):
+    """A customer's message as it arrives from any channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=20_000)
+    user_id: str = Field(default="anonymous", min_length=1, max_length=200)
+    conversation_id: str | None = Field(default=None, max_length=200)
+    channel: str = Field(default="api", min_length=1, max_length=50)
+    message_id: str | None = Field(default=None, max_length=200)
+    """The channel's own id for the message; a repeated id is answered once."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free-form; understood keys: ``vip`` (bool), ``agent_id`` (preferred agent), ``name``,
+    ``picked`` (the entry id the customer chose from a clarification)."""
+
+    @property
+    def conversation(self) -> str:
+        """The conversation id, defaulting to one conversation per user and channel."""
+        return self.conversation_id or f"{self.channel}:{self.user_id}"
+
+    @property
+    def vip(self) -> bool:
+        return bool(self.metadata.get("vip", False))
+
+
+class Candidate(BaseModel):
+    """One FAQ entry the engine considered, best first."""
+
+    entry_id: str
+    question: str
+    category: str
+    confidence: float
+    """0..1, calibrated: a confidence of 0.9 should be right about 9 times in 10."""
+    similarity: float
+    """The raw similarity of the best matching text (encoder scale)."""
+    matched_text: str = ""
+
+
+class Decision(BaseModel):
+    """The pure engine's verdict on one message: no ticket or store ids yet."""
+
+    action: Action
+    reason: Reason
+    text: str
+    """What to say to the customer: the answer, the clarifying prompt or the fallback."""
+    entry_id: str | None = None
+    confidence: float = 0.0
+    candidates: list[Candidate] = Field(default_factory=list)
+    priority: Priority = Priority.NORMAL
+    normalized: str = ""
+    """The normalized query text the engine matched (for gap logging)."""
+
+
+class Reply(BaseModel):
+    """What the library, CLI and service return for one customer message."""
+
+    decision: Action
+    reason: Reason
+    text: str
+    entry_id: str | None = None
+    confidence: float = 0.0
+    candidates: list[Candidate] = Field(default_factory=list)
+    priority: Priority = Priority.NORMAL
+    conversation_id: str
+    message_id: int | None = None
+    """The store's id of the bot's reply message (use it for feedback)."""
+    ticket_id: int | None = None
+    gap_id: int | None = None
+    out_of_hours: bool = False
+    next_open: datetime | None = None
+    duplicate: bool = False
+    """True when this message id was seen before and the first reply is returned again."""
+
+
+class StoredMessage(BaseModel):
+    """One message of a conversation as kept in the store."""
+
+    id: int
+    conversation_id: str
+    user_id: str
+    channel: str
+    role: Role
+    text: str
+    created_at: datetime
+    external_id: str | None = None
+    action: Action | None = None
+    reason: Reason | None = None
+    entry_id: str | None = None
+    confidence: float | None = None
+    agent: str | None = None
+    ticket_id: int | None = None
+
+
+class Ticket(BaseModel):
+    """A hand-off to a person. Whoever claims it owns it until it is resolved or transferred."""
+
+    id: int
+    conversation_id: str
+    user_id: str
+    channel: str
+    status: TicketStatus
+    priority: Priority
+    reason: Reason
+    category: str | None = None
+    vip: bool = False
+    owner: str | None = None
+    suggested_owner: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    """The handoff payload: customer's messages, the bot's attempts, scores, reason."""
+    created_at: datetime
+    claimed_at: datetime | None = None
+    first_reply_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+class Gap(BaseModel):
+    """A question the bot could not answer, personal data redacted."""
+
+    id: int
+    question: str
+    normalized: str
+    reason: Reason
+    best_entry_id: str | None = None
+    best_score: float | None = None
+    category: str | None = None
+    channel: str
+    conversation_id: str
+    user_id: str
+    created_at: datetime
+
+
+class Feedback(BaseModel):
+    id: int
+    message_id: int
+    helpful: bool
+    comment: str | None = None
+    created_at: datetime
+
+
+class FAQCandidate(BaseModel):
+    """An agent's answer proposed as a new FAQ entry, waiting for review."""
+
+    id: int
+    ticket_id: int | None = None
+    question: str
+    answer: str
+    category: str
+    agent: str
+    status: CandidateStatus = CandidateStatus.PENDING
+    created_at: datetime

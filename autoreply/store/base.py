@@ -1,0 +1,202 @@
+"""The Store protocol: everything autoreply keeps between messages.
+
+Conversations and their messages, tickets (the human queue), FAQ gaps, feedback and FAQ
+candidates. Implementations: SQLiteStore (default). Every method is one transaction.
+Times are timezone-aware UTC datetimes. Ownership rules live here, so every way in (library,
+CLI, service) enforces them the same way:
+
+- a ticket is ``open`` until an agent claims it; the claimer owns it (first-ask responsibility);
+- only the owner replies to, resolves or transfers a claimed ticket (OwnershipError otherwise);
+- claiming a ticket someone else owns raises ConflictError; claiming your own is a no-op;
+- acting on a resolved ticket raises ConflictError.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from autoreply.models import (
+    Action,
+    CandidateStatus,
+    FAQCandidate,
+    Feedback,
+    Gap,
+    Priority,
+    Reason,
+    Role,
+    StoredMessage,
+    Ticket,
+    TicketStatus,
+)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for conversations, tickets, gaps, feedback and FAQ candidates."""
+
+    # -- conversations -------------------------------------------------------------------
+    def add_message(
+        self,
+        *,
+        conversation_id: str,
+        user_id: str,
+        channel: str,
+        role: Role,
+        text: str,
+        external_id: str | None = None,
+        action: Action | None = None,
+        reason: Reason | None = None,
+        entry_id: str | None = None,
+        confidence: float | None = None,
+        agent: str | None = None,
+        ticket_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        """Append a message. ``external_id`` is the channel's id for a customer message;
+        (channel, external_id) is unique: adding it twice raises ConflictError."""
+        ...
+
+    def find_message(self, *, channel: str, external_id: str) -> StoredMessage | None:
+        """The customer message with this channel id, or None."""
+        ...
+
+    def reply_to(self, message_id: int) -> StoredMessage | None:
+        """The bot message stored as the reply to customer message ``message_id``."""
+        ...
+
+    def get_message(self, message_id: int) -> StoredMessage:
+        """One message by id; NotFoundError if there is none."""
+        ...
+
+    def history(self, conversation_id: str, *, limit: int | None = None) -> list[StoredMessage]:
+        """The conversation's messages, oldest first; with ``limit``, the newest ``limit``."""
+        ...
+
+    # -- tickets -------------------------------------------------------------------------
+    def open_ticket(
+        self,
+        *,
+        conversation_id: str,
+        user_id: str,
+        channel: str,
+        priority: Priority,
+        reason: Reason,
+        category: str | None = None,
+        vip: bool = False,
+        suggested_owner: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> tuple[Ticket, bool]:
+        """Open a ticket for the conversation, or join the one still unresolved.
+
+        Returns (ticket, created). Joining raises the priority if the new one is higher and
+        appends the new context under ``context["updates"]``. A VIP ticket with a
+        ``suggested_owner`` is created already claimed by that agent (VIP stickiness)."""
+        ...
+
+    def get_ticket(self, ticket_id: int) -> Ticket:
+        """NotFoundError if there is none."""
+        ...
+
+    def active_ticket(self, conversation_id: str) -> Ticket | None:
+        """The conversation's unresolved ticket, if any."""
+        ...
+
+    def list_tickets(
+        self,
+        *,
+        status: TicketStatus | None = None,
+        owner: str | None = None,
+        priority: Priority | None = None,
+        category: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Ticket]:
+        """Tickets, most urgent first then oldest first. ``category`` matches the path
+        and its sub-paths (``billing`` matches ``billing/refunds``)."""
+        ...
+
+    def claim_ticket(self, ticket_id: int, agent: str) -> Ticket:
+        """The agent takes ownership. ConflictError if another agent owns it or it is resolved."""
+        ...
+
+    def transfer_ticket(self, ticket_id: int, *, agent: str, to_agent: str) -> Ticket:
+        """The owner hands the ticket to another agent (OwnershipError if not the owner)."""
+        ...
+
+    def agent_reply(self, ticket_id: int, *, agent: str, text: str) -> StoredMessage:
+        """The owner's reply to the customer, stored in the conversation (role agent).
+        An open ticket is claimed by the replying agent first. Sets first_reply_at once."""
+        ...
+
+    def resolve_ticket(self, ticket_id: int, *, agent: str, resolution: str | None = None) -> Ticket:
+        """The owner closes the ticket. ``resolution`` defaults to the agent's last reply."""
+        ...
+
+    def last_agent_for_user(self, user_id: str) -> str | None:
+        """The agent who most recently owned a ticket of this user (for VIP stickiness)."""
+        ...
+
+    # -- gaps, feedback, candidates ------------------------------------------------------
+    def add_gap(
+        self,
+        *,
+        question: str,
+        normalized: str,
+        reason: Reason,
+        channel: str,
+        conversation_id: str,
+        user_id: str,
+        best_entry_id: str | None = None,
+        best_score: float | None = None,
+        category: str | None = None,
+    ) -> Gap:
+        """Log a question the bot could not answer. The caller has redacted it already."""
+        ...
+
+    def list_gaps(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[Gap]:
+        """Gaps, newest first."""
+        ...
+
+    def add_feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> Feedback:
+        """Feedback on a bot message (NotFoundError if the message is not a bot message)."""
+        ...
+
+    def list_feedback(self, *, entry_id: str | None = None) -> list[Feedback]:
+        """Feedback, newest first; with ``entry_id``, only on answers from that entry."""
+        ...
+
+    def promote(
+        self,
+        ticket_id: int,
+        *,
+        agent: str,
+        question: str | None = None,
+        answer: str | None = None,
+        category: str | None = None,
+    ) -> FAQCandidate:
+        """Propose a resolved ticket's answer as a new FAQ entry. Defaults: the customer's
+        first message in the ticket's context, the ticket's resolution, the ticket's category.
+        Only the owner may promote; the ticket must be resolved (ConflictError otherwise)."""
+        ...
+
+    def list_candidates(self, *, status: CandidateStatus | None = None) -> list[FAQCandidate]:
+        ...
+
+    def set_candidate_status(self, candidate_id: int, status: CandidateStatus) -> FAQCandidate:
+        ...
+
+    # -- housekeeping --------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Row counts: messages, tickets_open, tickets_claimed, tickets_resolved, gaps,
+        feedback, candidates_pending."""
+        ...
+
+    def close(self) -> None:
+        ...
