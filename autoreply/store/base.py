@@ -129,7 +129,9 @@ class Store(Protocol):
         An open ticket is claimed by the replying agent first. Sets first_reply_at once."""
         ...
 
-    def resolve_ticket(self, ticket_id: int, *, agent: str, resolution: str | None = None) -> Ticket:
+    def resolve_ticket(
+        self, ticket_id: int, *, agent: str, resolution: str | None = None
+    ) -> Ticket:
         """The owner closes the ticket. ``resolution`` defaults to the agent's last reply."""
         ...
 
@@ -164,7 +166,9 @@ class Store(Protocol):
         """Gaps, newest first."""
         ...
 
-    def add_feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> Feedback:
+    def add_feedback(
+        self, message_id: int, *, helpful: bool, comment: str | None = None
+    ) -> Feedback:
         """Feedback on a bot message (NotFoundError if the message is not a bot message)."""
         ...
 
@@ -186,11 +190,9 @@ class Store(Protocol):
         Only the owner may promote; the ticket must be resolved (ConflictError otherwise)."""
         ...
 
-    def list_candidates(self, *, status: CandidateStatus | None = None) -> list[FAQCandidate]:
-        ...
+    def list_candidates(self, *, status: CandidateStatus | None = None) -> list[FAQCandidate]: ...
 
-    def set_candidate_status(self, candidate_id: int, status: CandidateStatus) -> FAQCandidate:
-        ...
+    def set_candidate_status(self, candidate_id: int, status: CandidateStatus) -> FAQCandidate: ...
 
     # -- housekeeping --------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -198,5 +200,4 @@ class Store(Protocol):
         feedback, candidates_pending."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
