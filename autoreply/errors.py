@@ -1,17 +1,17 @@
 """The one error tree of autoreply. Every message names the place and says what to do.
 
-    AutoreplyError
-     ├── ConfigError            a setting or option is wrong
-     ├── KnowledgeError         the knowledge base cannot be used
-     │    ├── FAQFormatError    one problem at file:line, field
-     │    └── KnowledgeInvalid  several FAQFormatErrors, reported together
-     ├── EncoderError           the encoder cannot load or encode
-     ├── IndexStateError        the vector index is missing, stale or corrupt
-     ├── StoreError             the database refused an operation
-     │    ├── NotFoundError     no such ticket, message, agent, ...
-     │    ├── OwnershipError    the agent does not own the ticket
-     │    └── ConflictError     the ticket is in a state that forbids the action
-     └── QuestionFormatError    a labelled question file is malformed (eval)
+AutoreplyError
+ ├── ConfigError            a setting or option is wrong
+ ├── KnowledgeError         the knowledge base cannot be used
+ │    ├── FAQFormatError    one problem at file:line, field
+ │    └── KnowledgeInvalid  several FAQFormatErrors, reported together
+ ├── EncoderError           the encoder cannot load or encode
+ ├── IndexStateError        the vector index is missing, stale or corrupt
+ ├── StoreError             the database refused an operation
+ │    ├── NotFoundError     no such ticket, message, agent, ...
+ │    ├── OwnershipError    the agent does not own the ticket
+ │    └── ConflictError     the ticket is in a state that forbids the action
+ └── QuestionFormatError    a labelled question file is malformed (eval)
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""``python -m autoreply`` runs the command line."""
+
+from autoreply.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The FastAPI service: customer webhook, agent API, admin and operations endpoints."""

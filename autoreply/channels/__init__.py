@@ -1,0 +1,1 @@
+"""Chat channel adapters: parse and verify inbound requests, send replies."""

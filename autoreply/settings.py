@@ -1,0 +1,128 @@
+"""Settings: the only place that reads the environment or a config file.
+
+Precedence (highest first): keyword arguments, ``AUTOREPLY_*`` environment variables, the
+TOML file named by ``AUTOREPLY_CONFIG`` (or ``autoreply.toml`` in the working directory),
+defaults. Tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from autoreply.channels.config import ChannelsConfig
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "autoreply"
+
+
+class EngineConfig(BaseModel):
+    """How the engine turns similarity into a decision. Confidences are on a 0..1 scale."""
+
+    answer_threshold: float = Field(default=0.75, ge=0, le=1)
+    """At or above: answer the top entry (if it is not too close to the runner-up)."""
+    clarify_threshold: float = Field(default=0.40, ge=0, le=1)
+    """Between this and the answer threshold: ask "did you mean"; below: escalate."""
+    margin: float = Field(default=0.10, ge=0, le=1)
+    """A runner-up within this confidence of the top entry makes the answer a clarification."""
+    max_candidates: int = Field(default=5, ge=1, le=10)
+    max_failures: int = Field(default=2, ge=1)
+    """This many non-answers in a row, and the next non-answer escalates."""
+    sensitive_categories: list[str] = Field(default_factory=list)
+    """Category paths (and their sub-paths) that always go to a person."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EngineConfig:
+        if self.clarify_threshold > self.answer_threshold:
+            raise ValueError(
+                f"clarify_threshold ({self.clarify_threshold}) must not be above "
+                f"answer_threshold ({self.answer_threshold})"
+            )
+        return self
+
+
+class HoursConfig(BaseModel):
+    """When people answer tickets. Out of hours a ticket still opens; the customer is told
+    when a person will reply."""
+
+    timezone: str = "UTC"
+    weekly: dict[str, str] = Field(
+        default_factory=lambda: {d: "09:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")}
+    )
+    """Day (mon..sun) → "HH:MM-HH:MM"; a missing day is closed. Empty dict: always open."""
+    holidays: list[date] = Field(default_factory=list)
+
+
+class ServerConfig(BaseModel):
+    """Limits of the webhook service."""
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Larger request bodies get 413."""
+    max_text_chars: int = Field(default=4000, ge=1)
+    """Longer message texts get 422."""
+    rate_per_user: float = Field(default=2.0, gt=0)
+    """Sustained requests per second per user id (token bucket); beyond: 429 with Retry-After."""
+    burst_per_user: int = Field(default=20, ge=1)
+    rate_per_ip: float = Field(default=20.0, gt=0)
+    burst_per_ip: int = Field(default=200, ge=1)
+    batch_window_ms: float = Field(default=2.0, ge=0)
+    """How long a query waits for others to share one encoder call (micro-batching)."""
+    max_batch: int = Field(default=64, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults a new install runs on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOREPLY_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    knowledge: Path = Path("knowledge")
+    """Knowledge base: a folder of FAQ files or one file."""
+    db: str = "sqlite:///autoreply.db"
+    """Database URL (``sqlite:///PATH``) or a SQLite file path."""
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Where encoded indexes are kept between runs."""
+    encoder: str = "e5"
+    """``e5`` (bundled multilingual default), ``hashing`` (tests) or ``st:FOLDER_OR_PACKAGE``."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    hours: HoursConfig = Field(default_factory=HoursConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+
+    @field_validator("knowledge", "cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("AUTOREPLY_CONFIG", "autoreply.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (None values are ignored)."""
+        data = {k: v for k, v in changes.items() if v is not None}
+        return self.model_copy(update=data)
