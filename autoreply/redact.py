@@ -16,8 +16,15 @@ _CN_ID = re.compile(
 )
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _CN_MOBILE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
+# International (+country) numbers, US-style 415-555-0132 / (415) 555-0132, Chinese
+# landlines 010-12345678. Bare digit groups separated by spaces are too ambiguous (order and
+# card numbers look the same), so they need a + or a dash to count as a phone number.
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}(?!\d)"
+    r"(?<![\w+])(?:"
+    r"\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,3}"
+    r"|\(?\d{3}\)?[ .-]?\d{3}-\d{4}"
+    r"|0\d{2,3}-\d{7,8}"
+    r")(?!\d)"
 )
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -58,7 +65,7 @@ def redact(text: str) -> str:
     """
     text = _EMAIL.sub("[EMAIL]", text)
     text = _CN_ID.sub(_cn_id, text)
-    text = _CARD.sub(_card, text)
     text = _CN_MOBILE.sub("[PHONE]", text)
     text = _PHONE.sub("[PHONE]", text)
+    text = _CARD.sub(_card, text)
     return text

@@ -1,0 +1,130 @@
+"""The command line, run through typer's runner; errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autoreply import cli
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, faq_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("AUTOREPLY_ENCODER", "hashing")
+    monkeypatch.setenv("AUTOREPLY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AUTOREPLY_HOURS__WEEKLY", "{}")
+    return {"knowledge": str(faq_dir), "db": str(tmp_path / "cli.db")}
+
+
+def run(*args: str) -> object:
+    return runner.invoke(cli.app, list(args), catch_exceptions=False)
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for path in (
+        ["ask"],
+        ["chat"],
+        ["demo"],
+        ["check"],
+        ["index", "build"],
+        ["queue", "list"],
+        ["queue", "claim"],
+        ["queue", "reply"],
+        ["queue", "transfer"],
+        ["queue", "resolve"],
+        ["queue", "promote"],
+        ["gaps", "list"],
+    ):
+        result = runner.invoke(cli.app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example:" in result.output, path
+
+
+def test_ask_prints_decision_and_top_candidates(env: dict[str, str]) -> None:
+    result = run(
+        "ask", "How do I cancel my subscription?", "-k", env["knowledge"], "--db", env["db"]
+    )
+    assert result.exit_code == 0
+    assert "answer" in result.output and "cancel" in result.output
+
+
+def test_ask_json_then_queue_and_gaps(env: dict[str, str]) -> None:
+    result = run("ask", "zxqv wpfk", "-k", env["knowledge"], "--db", env["db"], "--json")
+    data = json.loads(result.output)
+    assert data["decision"] == "escalate" and data["ticket_id"] and data["gap_id"]
+    tid = str(data["ticket_id"])
+    queue = json.loads(run("queue", "list", "--db", env["db"], "--json").output)
+    assert [t["id"] for t in queue] == [data["ticket_id"]]
+    gaps = json.loads(run("gaps", "list", "--db", env["db"], "--json").output)
+    assert gaps[0]["question"] == "zxqv wpfk"
+    assert run("queue", "claim", tid, "--agent", "alice", "--db", env["db"]).exit_code == 0
+    assert (
+        run("queue", "reply", tid, "Fixed.", "--agent", "alice", "--db", env["db"]).exit_code == 0
+    )
+    assert run("queue", "resolve", tid, "--agent", "alice", "--db", env["db"]).exit_code == 0
+    promoted = run("queue", "promote", tid, "--agent", "alice", "--db", env["db"])
+    assert "candidate #1" in promoted.output
+    mine = json.loads(run("queue", "list", "--db", env["db"], "--mine", "alice", "--json").output)
+    assert mine[0]["status"] == "resolved"
+
+
+def test_ownership_error_is_one_line_exit_1(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(
+        run("ask", "转人工", "-k", env["knowledge"], "--db", env["db"], "--json").output
+    )
+    tid = str(data["ticket_id"])
+    run("queue", "claim", tid, "--agent", "alice", "--db", env["db"])
+    with pytest.raises(SystemExit) as exc:
+        _main(["queue", "resolve", tid, "--agent", "bob", "--db", env["db"]])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "alice" in err and "Traceback" not in err
+
+
+def _main(args: list[str]) -> None:
+    import sys
+
+    old = sys.argv
+    sys.argv = ["autoreply", *args]
+    try:
+        cli.main()
+    finally:
+        sys.argv = old
+
+
+def test_check_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"id": "a", "question": "q1", "answer": "x"}\n'
+        '{"id": "a", "question": "q2", "answer": "y"}\n'
+        '{"id": "c", "question": "", "answer": "z"}\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(cli.app, ["check", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.jsonl:2" in result.output and "bad.jsonl:3" in result.output
+
+
+def test_check_json_on_a_good_knowledge_base(faq_dir: Path) -> None:
+    result = run("check", str(faq_dir), "--json")
+    data = json.loads(result.output)
+    assert data["ok"] and data["entries"] == 6
+
+
+def test_index_build_then_reuse(env: dict[str, str]) -> None:
+    first = json.loads(run("index", "build", "-k", env["knowledge"], "--json").output)
+    second = json.loads(run("index", "build", "-k", env["knowledge"], "--json").output)
+    assert first["status"] == "built" and second["status"] == "loaded"
+
+
+def test_bad_status_filter_lists_the_valid_ones(env: dict[str, str]) -> None:
+    result = runner.invoke(cli.app, ["queue", "list", "--db", env["db"], "--status", "done"])
+    assert result.exit_code == 2
+    assert "open, claimed, resolved" in result.output
