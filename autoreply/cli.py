@@ -178,7 +178,7 @@ def demo(
     script = [
         ("alice", "怎麼退款？"),
         ("bob", "How do I reset my password?"),
-        ("carol", "address change"),
+        ("carol", "password"),
         ("dave", "我要转人工"),
         ("erin", "你们的火箭几点发射"),
         ("frank", "This is a scam!!! I want to complain"),

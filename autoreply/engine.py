@@ -20,9 +20,6 @@ import re
 import zlib
 from collections.abc import Sequence
 
-import numpy as np
-
-from autoreply.calibration import Calibrator
 from autoreply.models import (
     Action,
     Candidate,
@@ -98,12 +95,10 @@ class Engine:
         index: KnowledgeIndex,
         *,
         config: EngineConfig | None = None,
-        calibrator: Calibrator | None = None,
     ) -> None:
         self.index = index
         self.kb = index.kb
         self.config = config or EngineConfig()
-        self.calibrator = calibrator or Calibrator.for_encoder(index.encoder.name)
 
     # -- public -------------------------------------------------------------------------
     def decide(self, message: Message | str, *, history: Sequence[StoredMessage] = ()) -> Decision:
@@ -218,9 +213,15 @@ class Engine:
                 **base,
             )
         if top is not None and conf >= cfg.clarify_threshold:
-            options = [c for c in candidates if c.confidence >= cfg.clarify_threshold]
-            options = [c for c in options if not self._sensitive(self.kb.get(c.entry_id))]
-            options = options[: cfg.max_candidates] or [top]
+            # Offer the top entry and every runner-up with a real chance (a third of the
+            # clarify threshold), never an entry that must go to a person.
+            floor = cfg.clarify_threshold / 3
+            options = [top] + [
+                c
+                for c in candidates[1:]
+                if c.confidence >= floor and not self._sensitive(self.kb.get(c.entry_id))
+            ]
+            options = options[: cfg.max_candidates]
             lines = [t["clarify"]] + [f"{i}. {c.question}" for i, c in enumerate(options, 1)]
             return Decision(
                 action=Action.CLARIFY,
@@ -242,21 +243,18 @@ class Engine:
         )
 
     # -- helpers ------------------------------------------------------------------------
-    def _candidates(self, matches: list[EntryMatch]) -> list[Candidate]:
-        if not matches:
-            return []
-        sims = np.array([m.similarity for m in matches], dtype=np.float64)
-        confs = self.calibrator.confidence(sims)
+    @staticmethod
+    def _candidates(matches: list[EntryMatch]) -> list[Candidate]:
         return [
             Candidate(
                 entry_id=m.entry.id,
                 question=m.entry.question,
                 category=m.entry.category,
-                confidence=round(float(c), 4),
+                confidence=round(m.confidence, 4),
                 similarity=round(m.similarity, 4),
                 matched_text=m.text,
             )
-            for m, c in zip(matches, confs, strict=True)
+            for m in matches
         ]
 
     def _sensitive(self, entry: FAQEntry) -> bool:

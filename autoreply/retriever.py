@@ -1,9 +1,11 @@
 """KnowledgeIndex: every question and variant of the knowledge base, encoded and indexed.
 
-Builds the faiss index over the texts of the enabled entries and ranks entries for a query
-(an entry's similarity is that of its best-matching text). Persists under a cache folder with
-a manifest (encoder name, dimension, knowledge fingerprint): reused as is when nothing changed;
-when the knowledge base changed, only texts never encoded before are encoded again.
+Builds the faiss index over the texts of the enabled entries, fits the Scorer (entry
+classifier + confidence model), and ranks entries for a query: candidates come from the
+nearest texts and the classifier's best entries; an entry's similarity is that of its
+best-matching text. Persists under a cache folder with a manifest (encoder name, dimension,
+knowledge fingerprint): reused as is when nothing changed; when the knowledge base changed,
+only texts never encoded before are encoded again.
 """
 
 from __future__ import annotations
@@ -26,20 +28,31 @@ from autoreply.errors import IndexStateError
 from autoreply.index import FaissIndex
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import FAQEntry
+from autoreply.scoring import Scorer, features
 from autoreply.text import Synonyms, normalize
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+DEPTH = 64
+"""How many nearest texts are looked at per query."""
+HEAD_CANDIDATES = 10
+"""How many of the classifier's best entries join the candidates."""
 
 
 @dataclass(frozen=True)
 class EntryMatch:
-    """One entry's best text for a query."""
+    """One candidate entry for a query."""
 
     entry: FAQEntry
     similarity: float
+    """Cosine similarity of the entry's best-matching text."""
     text: str
+    """That text (as written in the knowledge base)."""
+    probability: float
+    """P(entry | query) from the classifier (or from similarities without one)."""
+    confidence: float
+    """Calibrated P(this entry is the right answer)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class KnowledgeIndex:
         encoder: Encoder,
         index: FaissIndex,
         texts: Sequence[str],
+        scorer: Scorer,
         info: BuildInfo,
     ) -> None:
         self.kb = kb
@@ -78,7 +92,13 @@ class KnowledgeIndex:
         self.index = index
         self.entries = kb.enabled
         self.texts = list(texts)
+        self.scorer = scorer
         self.info = info
+        self._vectors = index.vectors()
+        labels = index.labels
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(len(self.entries) + 1))
+        self._rows_of = [order[bounds[e] : bounds[e + 1]] for e in range(len(self.entries))]
 
     # -- building -----------------------------------------------------------------------
     @staticmethod
@@ -113,8 +133,9 @@ class KnowledgeIndex:
         if folder is not None:
             cached = _load_cached(folder, encoder, kb)
             if cached is not None:
+                index, scorer = cached
                 info = BuildInfo("loaded", len(texts), 0, time.perf_counter() - start, folder)
-                return cls(kb, encoder, cached, originals, info)
+                return cls(kb, encoder, index, originals, scorer, info)
         old = _load_vectors(folder) if folder is not None else {}
         missing = [t for t in dict.fromkeys(texts) if _key(t) not in old]
         if missing:
@@ -122,34 +143,62 @@ class KnowledgeIndex:
             old.update({_key(t): v for t, v in zip(missing, new_vectors, strict=True)})
         vectors = np.stack([old[_key(t)] for t in texts]).astype(np.float32)
         index = FaissIndex(encoder.dim)
-        index.add(vectors, np.asarray(labels))
+        label_array = np.asarray(labels)
+        index.add(vectors, label_array)
+        scorer = Scorer.fit(vectors, label_array, len(kb.enabled))
         status = "memory"
         if folder is not None:
             status = "updated" if len(missing) < len(set(texts)) else "built"
-            _save(folder, index, encoder, kb, texts, vectors)
+            _save(folder, index, scorer, encoder, kb, texts, vectors)
         info = BuildInfo(status, len(texts), len(missing), time.perf_counter() - start, folder)
         log.info("index %s", status, extra={"texts": len(texts), "encoded": len(missing)})
-        return cls(kb, encoder, index, originals, info)
+        return cls(kb, encoder, index, originals, scorer, info)
 
     # -- searching ----------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode([match_text(t, self.kb.synonyms) for t in texts], kind="query")
 
-    def rank(self, vectors: np.ndarray, *, k: int = 10, depth: int = 64) -> list[list[EntryMatch]]:
-        """For each query vector, the best ``k`` entries by their best text, best first."""
-        hits = self.index.search(vectors, k=depth)
+    def rank(self, vectors: np.ndarray, *, k: int = 10) -> list[list[EntryMatch]]:
+        """For each query vector, the best ``k`` entries by probability, best first."""
+        vectors = np.atleast_2d(vectors)
+        hits = self.index.search(vectors, k=DEPTH)
+        head = self.scorer.head
+        head_proba = head.proba(vectors) if head is not None else None
         results: list[list[EntryMatch]] = []
-        for q in range(hits.rows.shape[0]):
-            seen: dict[int, EntryMatch] = {}
+        for q in range(len(vectors)):
+            best: dict[int, tuple[float, int]] = {}
             for score, row, label in zip(hits.scores[q], hits.rows[q], hits.labels[q], strict=True):
-                if row < 0 or label in seen:
-                    continue
-                seen[int(label)] = EntryMatch(
-                    self.entries[int(label)], float(score), self.texts[int(row)]
-                )
-                if len(seen) >= k:
-                    break
-            results.append(list(seen.values()))
+                if row >= 0 and int(label) not in best:
+                    best[int(label)] = (float(score), int(row))
+            if head_proba is not None:
+                for e in np.argsort(-head_proba[q])[:HEAD_CANDIDATES]:
+                    if int(e) not in best:
+                        rows = self._rows_of[int(e)]
+                        sims = self._vectors[rows] @ vectors[q]
+                        j = int(np.argmax(sims))
+                        best[int(e)] = (float(sims[j]), int(rows[j]))
+            cands = np.fromiter(best, dtype=np.int64, count=len(best))
+            sims_c = np.array([[best[int(e)][0] for e in cands]])
+            if head_proba is not None:
+                proba_c = head_proba[q : q + 1, cands]
+            else:
+                proba_c = self.scorer.proba(vectors[q : q + 1], sims_c)
+            idx = np.arange(len(cands))
+            feats = np.vstack([features(proba_c, sims_c, np.array([i])) for i in idx])
+            conf = self.scorer.confidence(feats)
+            order = np.argsort(-proba_c[0])[:k]
+            results.append(
+                [
+                    EntryMatch(
+                        entry=self.entries[int(cands[i])],
+                        similarity=best[int(cands[i])][0],
+                        text=self.texts[best[int(cands[i])][1]],
+                        probability=float(proba_c[0, i]),
+                        confidence=float(conf[i]),
+                    )
+                    for i in order
+                ]
+            )
         return results
 
     def search(self, queries: Sequence[str], *, k: int = 10) -> list[list[EntryMatch]]:
@@ -172,7 +221,9 @@ def _manifest(encoder: Encoder, kb: KnowledgeBase, rows: int) -> dict[str, objec
     }
 
 
-def _load_cached(folder: Path, encoder: Encoder, kb: KnowledgeBase) -> FaissIndex | None:
+def _load_cached(
+    folder: Path, encoder: Encoder, kb: KnowledgeBase
+) -> tuple[FaissIndex, Scorer] | None:
     path = folder / "manifest.json"
     if not path.exists():
         return None
@@ -188,7 +239,10 @@ def _load_cached(folder: Path, encoder: Encoder, kb: KnowledgeBase) -> FaissInde
     except IndexStateError as exc:
         log.warning("cached index unusable, rebuilding: %s", exc)
         return None
-    return index if len(index) == manifest["rows"] else None
+    scorer = Scorer.load(folder / "scorer.npz")
+    if scorer is None or len(index) != manifest["rows"]:
+        return None
+    return index, scorer
 
 
 def _load_vectors(folder: Path | None) -> dict[str, np.ndarray]:
@@ -205,6 +259,7 @@ def _load_vectors(folder: Path | None) -> dict[str, np.ndarray]:
 def _save(
     folder: Path,
     index: FaissIndex,
+    scorer: Scorer,
     encoder: Encoder,
     kb: KnowledgeBase,
     texts: list[str],
@@ -215,6 +270,7 @@ def _save(
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
         index.save(tmp)
+        scorer.save(tmp / "scorer.npz")
         keys = np.array([_key(t) for t in texts])
         np.savez(tmp / "vectors.npz", keys=keys, vectors=vectors)
         manifest = _manifest(encoder, kb, len(texts))

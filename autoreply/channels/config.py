@@ -1,4 +1,4 @@
-"""Channel secrets and endpoints, read through Settings (``AUTOREPLY_CHANNELS__SLACK__SIGNING_SECRET``...).
+"""Channel secrets and endpoints, read through Settings (env: AUTOREPLY_CHANNELS__SLACK__...).
 
 A channel whose required secret is empty is not mounted: a request to it gets 404.
 """
@@ -67,4 +67,8 @@ class ChannelsConfig(BaseModel):
     feishu: FeishuConfig = Field(default_factory=FeishuConfig)
     chatwoot: ChatwootConfig = Field(default_factory=ChatwootConfig)
     timeout_seconds: float = 10.0
+    """Timeout of each outbound platform API request."""
     retries: int = 3
+    """Extra attempts after a 5xx, 429, timeout or network error (a 4xx is never retried)."""
+    backoff_seconds: float = 0.5
+    """Wait before the first retry; doubles on each further retry (a Retry-After wins)."""

@@ -1,0 +1,255 @@
+"""Scorer: ranks FAQ entries for query vectors and gives each a calibrated confidence.
+
+Two signals are combined:
+- an entry classifier (logistic regression over the encoder's vectors of every question and
+  variant, fitted when the index is built; the kind of light head dual-encoder intent
+  detectors use), giving P(entry | query);
+- nearest-text similarity (an entry's best question or variant).
+
+Confidence is P(the top entry is right), from a second logistic model over features of both
+signals. It is fitted on the knowledge base itself, without labelled questions: held-out
+variants stand in for in-scope questions, and whole held-out entries stand in for
+out-of-scope ones (their texts must not be answered with another entry). So thresholds mean
+the same on any knowledge base, and no labelled data is needed to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCORER_VERSION = 1
+HEAD_MAX_ENTRIES = 5000
+"""Above this many entries the classifier head is skipped (fit time); nearest text only."""
+KNN_TEMPERATURE = 0.02
+"""Softmax temperature that turns best-text similarities into P(entry) without a head."""
+N_FEATURES = 5
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class Head:
+    """Linear entry classifier: P(entry | v) = softmax(v @ coef.T + intercept)."""
+
+    coef: np.ndarray  # (n_entries, dim)
+    intercept: np.ndarray  # (n_entries,)
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, labels: np.ndarray, n_entries: int, *, c: float) -> Head:
+        from sklearn.linear_model import LogisticRegression
+
+        present = np.unique(labels)
+        coef = np.zeros((n_entries, vectors.shape[1]), dtype=np.float32)
+        # An entry absent from training can never win: a very low intercept.
+        intercept = np.full(n_entries, -1e4, dtype=np.float32)
+        if len(present) == 1:
+            intercept[present[0]] = 0.0
+            return cls(coef, intercept)
+        model = LogisticRegression(C=c, max_iter=1000, tol=1e-3)
+        model.fit(vectors, labels)
+        if len(present) == 2:  # sklearn keeps one row for two classes
+            coef[present[1]] = model.coef_[0]
+            intercept[present[1]] = model.intercept_[0]
+            intercept[present[0]] = 0.0
+        else:
+            coef[model.classes_] = model.coef_
+            intercept[model.classes_] = model.intercept_
+        return cls(coef, intercept)
+
+    def proba(self, queries: np.ndarray) -> np.ndarray:
+        return _softmax(queries @ self.coef.T + self.intercept)
+
+
+def features(proba: np.ndarray, sims: np.ndarray, entry: np.ndarray) -> np.ndarray:
+    """Confidence features of candidate ``entry[i]`` for query i.
+
+    ``proba`` (q, n) is P(entry); ``sims`` (q, n) each entry's best-text similarity.
+    Features: log P, P minus the best other P, the entry's similarity, the best similarity
+    overall, the entry's similarity minus the best other entry's.
+    """
+    rows = np.arange(len(entry))
+    p = proba[rows, entry]
+    s = sims[rows, entry]
+    other_p = proba.copy()
+    other_p[rows, entry] = -np.inf
+    other_s = sims.copy()
+    other_s[rows, entry] = -np.inf
+    best_other_p = other_p.max(axis=1) if proba.shape[1] > 1 else np.zeros(len(entry))
+    best_other_s = other_s.max(axis=1) if sims.shape[1] > 1 else np.zeros(len(entry))
+    return np.column_stack(
+        [np.log(p + 1e-9), p - best_other_p, s, sims.max(axis=1), s - best_other_s]
+    )
+
+
+@dataclass(frozen=True)
+class ConfidenceModel:
+    """Logistic model of P(correct) over standardized features."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        z = ((feats - self.mean) / self.scale) @ self.weights + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, correct: np.ndarray) -> ConfidenceModel:
+        from sklearn.linear_model import LogisticRegression
+
+        mean = feats.mean(axis=0)
+        scale = feats.std(axis=0) + 1e-6
+        model = LogisticRegression(C=1.0, max_iter=1000)
+        model.fit((feats - mean) / scale, correct.astype(int))
+        return cls(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+    @classmethod
+    def fallback(cls) -> ConfidenceModel:
+        """For knowledge bases too small to fit on: trust a clear winner with a close text."""
+        weights = np.array([0.0, 6.0, 30.0, 0.0, 10.0])
+        mean = np.array([0.0, 0.5, 0.9, 0.0, 0.0])
+        return cls(mean, np.ones(N_FEATURES), weights, 0.0)
+
+
+class Scorer:
+    """Entry probabilities and calibrated confidences for query vectors."""
+
+    def __init__(self, head: Head | None, confidence: ConfidenceModel, n_entries: int) -> None:
+        self.head = head
+        self.confidence = confidence
+        self.n_entries = n_entries
+
+    def proba(self, queries: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """P(entry | query): the head's, or a softmax over best-text similarities."""
+        if self.head is not None:
+            return self.head.proba(queries)
+        return _softmax(sims / KNN_TEMPERATURE)
+
+    # -- fitting ------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        vectors: np.ndarray,
+        labels: np.ndarray,
+        n_entries: int,
+        *,
+        c: float = 30.0,
+        folds: int = 3,
+        seed: int = 42,
+    ) -> Scorer:
+        """Fit the head on all texts, and the confidence model by cross-validation."""
+        use_head = 2 <= n_entries <= HEAD_MAX_ENTRIES
+        head = Head.fit(vectors, labels, n_entries, c=c) if use_head else None
+        try:
+            confidence = _fit_confidence(vectors, labels, n_entries, c, folds, seed, use_head)
+        except ValueError as exc:
+            log.info("confidence model: using the fallback (%s)", exc)
+            confidence = ConfidenceModel.fallback()
+        return cls(head, confidence, n_entries)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {
+            "version": np.array(SCORER_VERSION),
+            "n_entries": np.array(self.n_entries),
+            "mean": self.confidence.mean,
+            "scale": self.confidence.scale,
+            "weights": self.confidence.weights,
+            "bias": np.array(self.confidence.bias),
+        }
+        if self.head is not None:
+            arrays["coef"] = self.head.coef
+            arrays["intercept"] = self.head.intercept
+        np.savez(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path) -> Scorer | None:
+        """The saved scorer, or None if missing, unreadable or of another version."""
+        try:
+            with np.load(path) as data:
+                if int(data["version"]) != SCORER_VERSION:
+                    return None
+                head = Head(data["coef"], data["intercept"]) if "coef" in data else None
+                conf = ConfidenceModel(
+                    data["mean"], data["scale"], data["weights"], float(data["bias"])
+                )
+                return cls(head, conf, int(data["n_entries"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def best_per_entry(
+    queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, n: int
+) -> np.ndarray:
+    """(q, n) best similarity of each entry's texts; -1 for entries without texts."""
+    sims = queries @ vectors.T
+    out = np.full((len(queries), n), -1.0, dtype=np.float32)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, np.arange(n))
+    ends = np.searchsorted(sorted_labels, np.arange(n), side="right")
+    for e in range(n):
+        if ends[e] > starts[e]:
+            out[:, e] = sims[:, order[starts[e] : ends[e]]].max(axis=1)
+    return out
+
+
+def _fit_confidence(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    n_entries: int,
+    c: float,
+    folds: int,
+    seed: int,
+    use_head: bool,
+) -> ConfidenceModel:
+    """Cross-validated features: held-out variants (in scope) and held-out entries (out of
+    scope, never correct)."""
+    if n_entries < 3 or len(labels) < 2 * n_entries:
+        raise ValueError("too few entries or variants to fit a confidence model")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(labels))
+    feats, correct = [], []
+    for fold in range(folds):
+        out_entries = rng.choice(n_entries, size=max(1, n_entries // 10), replace=False)
+        held_entry = np.isin(labels, out_entries)
+        held_text = np.zeros(len(labels), dtype=bool)
+        for e in range(n_entries):
+            if e in out_entries:
+                continue
+            mine = rows[labels == e]
+            if len(mine) >= 2:
+                take = mine[fold::folds][: max(1, len(mine) // folds)]
+                held_text[take] = True
+        train = ~held_entry & ~held_text
+        test = held_entry | held_text
+        if not test.any() or len(np.unique(labels[train])) < 2:
+            continue
+        q = vectors[test]
+        truth = np.where(held_entry[test], -1, labels[test])
+        sims = best_per_entry(q, vectors[train], labels[train], n_entries)
+        if use_head:
+            head = Head.fit(vectors[train], labels[train], n_entries, c=c)
+            proba = head.proba(q)
+        else:
+            proba = _softmax(sims / KNN_TEMPERATURE)
+        top = proba.argmax(axis=1)
+        feats.append(features(proba, sims, top))
+        correct.append(top == truth)
+    if not feats:
+        raise ValueError("no held-out examples")
+    y = np.concatenate(correct)
+    if y.all() or not y.any():
+        raise ValueError("held-out examples are all right or all wrong")
+    return ConfidenceModel.fit(np.vstack(feats), y)
