@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +31,8 @@ def _default_cache_dir() -> Path:
 class EngineConfig(BaseModel):
     """How the engine turns similarity into a decision. Confidences are on a 0..1 scale."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     answer_threshold: float = Field(default=0.75, ge=0, le=1)
     """At or above: answer the top entry (if it is not too close to the runner-up)."""
     clarify_threshold: float = Field(default=0.40, ge=0, le=1)
@@ -38,6 +40,7 @@ class EngineConfig(BaseModel):
     margin: float = Field(default=0.10, ge=0, le=1)
     """A runner-up within this confidence of the top entry makes the answer a clarification."""
     max_candidates: int = Field(default=5, ge=1, le=10)
+    """At most this many "did you mean" questions."""
     max_failures: int = Field(default=2, ge=1)
     """This many non-answers in a row, and the next non-answer escalates."""
     sensitive_categories: list[str] = Field(default_factory=list)
@@ -57,16 +60,22 @@ class HoursConfig(BaseModel):
     """When people answer tickets. Out of hours a ticket still opens; the customer is told
     when a person will reply."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     timezone: str = "UTC"
+    """IANA time zone of the support team, e.g. Asia/Shanghai."""
     weekly: dict[str, str] = Field(
         default_factory=lambda: {d: "09:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")}
     )
     """Day (mon..sun) → "HH:MM-HH:MM"; a missing day is closed. Empty dict: always open."""
     holidays: list[date] = Field(default_factory=list)
+    """Dates (YYYY-MM-DD) with nobody on duty."""
 
 
 class ServerConfig(BaseModel):
     """Limits of the webhook service."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     """Larger request bodies get 413."""
@@ -86,7 +95,10 @@ class Settings(BaseSettings):
     """Everything configurable, with the defaults a new install runs on."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTOREPLY_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="AUTOREPLY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
     )
 
     knowledge: Path = Path("knowledge")
@@ -98,9 +110,13 @@ class Settings(BaseSettings):
     encoder: str = "e5"
     """``e5`` (bundled multilingual default), ``hashing`` (tests) or ``st:FOLDER_OR_PACKAGE``."""
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    """Thresholds and escalation rules."""
     hours: HoursConfig = Field(default_factory=HoursConfig)
+    """Business hours of the people behind the bot."""
     server: ServerConfig = Field(default_factory=ServerConfig)
+    """Limits of the webhook service."""
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    """Secrets and endpoints of the chat channels."""
 
     @field_validator("knowledge", "cache_dir", mode="after")
     @classmethod
@@ -126,3 +142,24 @@ class Settings(BaseSettings):
         """A copy with some fields replaced (None values are ignored)."""
         data = {k: v for k, v in changes.items() if v is not None}
         return self.model_copy(update=data)
+
+
+def settings_rows(
+    model: type[BaseModel] = Settings, prefix: str = "AUTOREPLY_"
+) -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, nested ones included."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(settings_rows(annotation, env + "__"))
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, Path) and name == "cache_dir":
+            shown = "$XDG_CACHE_HOME/autoreply (~/.cache/autoreply)"
+        else:
+            shown = str(default) if not isinstance(default, (dict, list)) else repr(default)
+        description = " ".join((field.description or "").split())
+        rows.append((env, shown, description))
+    return rows
