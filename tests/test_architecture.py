@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "settings",
     },
     "store": {"models", "errors", "store"},
+    "channels": {"errors", "models", "channels"},
 }
 
 
