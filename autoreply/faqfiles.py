@@ -68,11 +68,15 @@ def _unwrap(path: Path, data: object, line: int) -> tuple[list[object], list[str
     return data, extra
 
 
+# libyaml's loader is ~10x faster (it keeps node marks, so line numbers still work).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml_records(path: Path) -> Items:
     text = read_text(path)
     root: yaml.Node | None = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             root = loader.get_single_node()
             data = None if root is None else loader.construct_document(root)
