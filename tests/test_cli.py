@@ -128,3 +128,22 @@ def test_bad_status_filter_lists_the_valid_ones(env: dict[str, str]) -> None:
     result = runner.invoke(cli.app, ["queue", "list", "--db", env["db"], "--status", "done"])
     assert result.exit_code == 2
     assert "open, claimed, resolved" in result.output
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autoreply demo` on the bundled knowledge base with the real encoder."""
+    monkeypatch.setenv("AUTOREPLY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUTOREPLY_ENCODER", raising=False)
+    result = runner.invoke(cli.app, ["demo"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for expected in (
+        "answer (confident)",
+        "clarify (ambiguous)",
+        "asked_for_human",
+        "complaint",
+        "low_confidence",
+        "FAQ gaps",
+    ):
+        assert expected in out, expected
+    assert "gaps logged: 2" in out and "3 open" in out  # the clarification and the rocket
