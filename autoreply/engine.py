@@ -7,7 +7,7 @@ Order of checks, first match wins:
    ``complaint`` with high priority;
 4. retrieval: the best entry and its calibrated confidence;
    - an entry marked ``escalate`` or in a sensitive category → escalate ``sensitive_category``;
-   - confidence ≥ answer threshold and no runner-up within the margin → answer;
+   - confidence ≥ answer threshold and no runner-up nearly as likely → answer;
    - otherwise, after ``max_failures`` non-answers in a row → escalate ``repeated_failure``;
    - confidence ≥ clarify threshold → clarify with up to ``max_candidates`` questions;
    - below → the fallback reply, escalate ``low_confidence``.
@@ -178,7 +178,8 @@ class Engine:
         norm = match_text(msg.text, self.kb.synonyms)
         top = candidates[0] if candidates else None
         conf = top.confidence if top else 0.0
-        runner_up = candidates[1].confidence if len(candidates) > 1 else 0.0
+        runner_up = candidates[1].probability if len(candidates) > 1 else 0.0
+        close_call = top is not None and runner_up >= cfg.runner_up_ratio * top.probability
         base = {"candidates": candidates[: cfg.max_candidates], "normalized": norm}
         if top is not None and conf >= cfg.clarify_threshold:
             entry = self.kb.get(top.entry_id)
@@ -192,7 +193,7 @@ class Engine:
                     priority=self._priority(Priority.HIGH, msg),
                     **base,
                 )
-        if top is not None and conf >= cfg.answer_threshold and conf - runner_up >= cfg.margin:
+        if top is not None and conf >= cfg.answer_threshold and not close_call:
             entry = self.kb.get(top.entry_id)
             return Decision(
                 action=Action.ANSWER,
@@ -251,6 +252,7 @@ class Engine:
                 question=m.entry.question,
                 category=m.entry.category,
                 confidence=round(m.confidence, 4),
+                probability=round(m.probability, 4),
                 similarity=round(m.similarity, 4),
                 matched_text=m.text,
             )

@@ -132,6 +132,8 @@ class Candidate(BaseModel):
     category: str
     confidence: float
     """0..1, calibrated: a confidence of 0.9 should be right about 9 times in 10."""
+    probability: float = 0.0
+    """P(entry | question) among the entries (sums to 1 over all entries)."""
     similarity: float
     """The raw similarity of the best matching text (encoder scale)."""
     matched_text: str = ""

@@ -23,7 +23,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 1
+SCORER_VERSION = 2
 HEAD_MAX_ENTRIES = 5000
 """Above this many entries the classifier head is skipped (fit time); nearest text only."""
 KNN_TEMPERATURE = 0.02
@@ -46,6 +46,8 @@ class Head:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: np.ndarray, n_entries: int, *, c: float) -> Head:
+        """Fit on standardized vectors (encoder components are tiny, which stalls lbfgs),
+        then fold the scaling back into the weights so queries need no scaler."""
         from sklearn.linear_model import LogisticRegression
 
         present = np.unique(labels)
@@ -55,15 +57,19 @@ class Head:
         if len(present) == 1:
             intercept[present[0]] = 0.0
             return cls(coef, intercept)
-        model = LogisticRegression(C=c, max_iter=1000, tol=1e-3)
-        model.fit(vectors, labels)
+        mean = vectors.mean(axis=0)
+        scale = vectors.std(axis=0) + 1e-6
+        model = LogisticRegression(C=c, max_iter=1000)
+        model.fit((vectors - mean) / scale, labels)
+        weights = model.coef_ / scale
+        biases = model.intercept_ - weights @ mean
         if len(present) == 2:  # sklearn keeps one row for two classes
-            coef[present[1]] = model.coef_[0]
-            intercept[present[1]] = model.intercept_[0]
+            coef[present[1]] = weights[0]
+            intercept[present[1]] = biases[0]
             intercept[present[0]] = 0.0
         else:
-            coef[model.classes_] = model.coef_
-            intercept[model.classes_] = model.intercept_
+            coef[model.classes_] = weights
+            intercept[model.classes_] = biases
         return cls(coef, intercept)
 
     def proba(self, queries: np.ndarray) -> np.ndarray:
@@ -144,7 +150,7 @@ class Scorer:
         labels: np.ndarray,
         n_entries: int,
         *,
-        c: float = 30.0,
+        c: float = 0.3,
         folds: int = 3,
         seed: int = 42,
     ) -> Scorer:

@@ -37,8 +37,9 @@ class EngineConfig(BaseModel):
     """At or above: answer the top entry (if it is not too close to the runner-up)."""
     clarify_threshold: float = Field(default=0.40, ge=0, le=1)
     """Between this and the answer threshold: ask "did you mean"; below: escalate."""
-    margin: float = Field(default=0.10, ge=0, le=1)
-    """A runner-up within this confidence of the top entry makes the answer a clarification."""
+    runner_up_ratio: float = Field(default=0.35, ge=0, le=1)
+    """A runner-up entry at least this likely, relative to the top entry, turns an answer into
+    "did you mean" (a vague "password" could be reset or change)."""
     max_candidates: int = Field(default=5, ge=1, le=10)
     """At most this many "did you mean" questions."""
     max_failures: int = Field(default=2, ge=1)
