@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autoreply.cli_eval import register as register_eval
+
 if TYPE_CHECKING:
     from autoreply.models import Reply, Ticket
     from autoreply.service import AutoReply
@@ -491,6 +493,9 @@ def config(
     for row in rows:
         table.add_row(*row)
     out.print(table)
+
+
+register_eval(app)
 
 
 def main() -> None:

@@ -33,9 +33,9 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
-    answer_threshold: float = Field(default=0.75, ge=0, le=1)
+    answer_threshold: float = Field(default=0.60, ge=0, le=1)
     """At or above: answer the top entry (if it is not too close to the runner-up)."""
-    clarify_threshold: float = Field(default=0.40, ge=0, le=1)
+    clarify_threshold: float = Field(default=0.30, ge=0, le=1)
     """Between this and the answer threshold: ask "did you mean"; below: escalate."""
     runner_up_ratio: float = Field(default=0.35, ge=0, le=1)
     """A runner-up entry at least this likely, relative to the top entry, turns an answer into

@@ -45,6 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     },
     "store": {"models", "errors", "store"},
     "channels": {"errors", "models", "channels"},
+    "metrics": set(),
+    "report": {"errors", "metrics"},
 }
 
 
