@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoreply.cli_eval import register as register_eval
+from autoreply.cli_service import register as register_service
 
 if TYPE_CHECKING:
     from autoreply.models import Reply, Ticket
@@ -496,6 +497,7 @@ def config(
 
 
 register_eval(app)
+register_service(app)
 
 
 def main() -> None:

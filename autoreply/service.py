@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from autoreply.encoder import Encoder, get_encoder
 from autoreply.engine import Engine, language
-from autoreply.errors import ConflictError
+from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.hours import BusinessHours
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, load_knowledge
 from autoreply.models import (
@@ -147,17 +147,101 @@ class AutoReply:
         again: the first reply comes back with ``duplicate=True``.
         """
         msg = message if isinstance(message, Message) else Message(text=message, **fields)
+        return self.handle_many([msg])[0]
+
+    @overload
+    def handle_many(
+        self, messages: Sequence[Message], *, return_exceptions: Literal[False] = False
+    ) -> list[Reply]: ...
+
+    @overload
+    def handle_many(
+        self, messages: Sequence[Message], *, return_exceptions: Literal[True]
+    ) -> list[Reply | AutoreplyError]: ...
+
+    def handle_many(
+        self, messages: Sequence[Message], *, return_exceptions: bool = False
+    ) -> list[Reply] | list[Reply | AutoreplyError]:
+        """handle() for many messages with one encoder call per round (micro-batching).
+
+        The same as calling handle() on each in order: a message whose conversation (or
+        message id) already appears earlier in the list waits for a later round, so it sees
+        the earlier one's reply. With ``return_exceptions``, an AutoreplyError for one
+        message is returned in its place instead of raised.
+        """
+        engine = self._engine  # one index for the whole call, even if reload() swaps it
+        results: list[Reply | AutoreplyError | None] = [None] * len(messages)
+        todo = list(range(len(messages)))
+        while todo:
+            now: list[int] = []
+            later: list[int] = []
+            seen: set[tuple[str, str, str]] = set()
+            for i in todo:
+                msg = messages[i]
+                keys = {("conversation", msg.conversation, "")}
+                if msg.message_id:
+                    keys.add(("message", msg.channel, msg.message_id))
+                (later if keys & seen else now).append(i)
+                seen |= keys
+            self._handle_round(engine, messages, now, results, return_exceptions)
+            todo = later
+        return [r for r in results if r is not None]
+
+    def _handle_round(
+        self,
+        engine: Engine,
+        messages: Sequence[Message],
+        indexes: list[int],
+        results: list[Reply | AutoreplyError | None],
+        return_exceptions: bool,
+    ) -> None:
+        def fail(i: int, exc: AutoreplyError) -> None:
+            if not return_exceptions:
+                raise exc
+            results[i] = exc
+
+        ready: list[tuple[int, list[StoredMessage], Ticket | None]] = []
+        for i in indexes:
+            msg = messages[i]
+            try:
+                earlier = self._earlier_reply(msg) if msg.message_id else None
+                if earlier is not None:
+                    results[i] = earlier
+                    continue
+                history = self.store.history(msg.conversation, limit=HISTORY_TURNS)
+                ready.append((i, history, self.store.active_ticket(msg.conversation)))
+            except AutoreplyError as exc:
+                fail(i, exc)
+        asking = [(i, history) for i, history, active in ready if active is None]
+        decisions: dict[int, Decision] = {}
+        if asking:
+            try:
+                decided = engine.decide_many(
+                    [messages[i] for i, _ in asking], histories=[h for _, h in asking]
+                )
+            except AutoreplyError as exc:
+                for i, _ in asking:
+                    fail(i, exc)
+                ready = [r for r in ready if r[2] is not None]
+            else:
+                decisions = {i: d for (i, _), d in zip(asking, decided, strict=True)}
+        for i, history, active in ready:
+            msg = messages[i]
+            decision = decisions[i] if active is None else self._with_agent(msg)
+            try:
+                results[i] = self._record(msg, decision, history, active)
+            except AutoreplyError as exc:
+                fail(i, exc)
+
+    def _record(
+        self,
+        msg: Message,
+        decision: Decision,
+        history: list[StoredMessage],
+        active: Ticket | None,
+    ) -> Reply:
+        """Store the customer message and the bot's reply; open a ticket or log a gap."""
         conv = msg.conversation
-        if msg.message_id:
-            earlier = self._earlier_reply(msg)
-            if earlier is not None:
-                return earlier
-        engine = self._engine
-        history = self.store.history(conv, limit=HISTORY_TURNS)
-        active = self.store.active_ticket(conv)
-        decision = (
-            self._with_agent(msg) if active is not None else engine.decide(msg, history=history)
-        )
         try:
             customer = self.store.add_message(
                 conversation_id=conv,
@@ -326,7 +410,7 @@ class AutoReply:
         )
         log.info(
             "escalated",
-            extra={"ticket_id": ticket.id, "reason": decision.reason.value, "created": created},
+            extra={"ticket_id": ticket.id, "reason": decision.reason.value, "new_ticket": created},
         )
         return ticket
 

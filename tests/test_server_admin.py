@@ -18,7 +18,6 @@ from test_server import agent, error, escalate, roomy, send, served, state
 
 from autoreply.api.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
-from autoreply.knowledge import bundled_knowledge_dir
 from autoreply.settings import Settings
 from autoreply.store.base import AgentRole
 
@@ -119,20 +118,20 @@ def test_upload_that_breaks_the_whole_base_is_rolled_back(
 def test_upload_names_and_targets_are_checked(
     admin_client: tuple[TestClient, dict[str, str]], settings: Settings
 ) -> None:
-    """Not an FAQ file name: 422; the bundled demo knowledge cannot be written: 409."""
+    """Not an FAQ file name: 422; a service on one file (or the bundled demo) has no folder
+    to write into: 409."""
     client, root = admin_client
     error(upload(client, root, "notes.txt", b"hello"), 422, "invalid")
     error(upload(client, root, ".hidden.yaml", b"[]"), 422, "invalid")
     missing = client.post("/v1/admin/knowledge", headers=root)
     error(missing, 422, "invalid")
-    bundled = settings.model_copy(update={"knowledge": bundled_knowledge_dir()})
-    with served(bundled) as demo:
-        admin = agent(demo, "demo-root", AgentRole.ADMIN)
-        data = yaml.safe_dump([GIFT]).encode()
-        assert (
-            "--knowledge FOLDER"
-            in error(upload(demo, admin, "g.yaml", data), 409, "conflict")["message"]
+    one_file = settings.model_copy(update={"knowledge": Path(settings.knowledge) / "faq.yaml"})
+    with served(one_file) as single:
+        admin = agent(single, "single-root", AgentRole.ADMIN)
+        refused = error(
+            upload(single, admin, "g.yaml", yaml.safe_dump([GIFT]).encode()), 409, "conflict"
         )
+        assert "--knowledge FOLDER" in refused["message"]
 
 
 def test_candidates_and_stats(admin_client: tuple[TestClient, dict[str, str]]) -> None:

@@ -1,9 +1,10 @@
 """The Store protocol: everything autoreply keeps between messages.
 
 Conversations and their messages, tickets (the human queue), FAQ gaps, feedback and FAQ
-candidates. Implementations: SQLiteStore (default). Every method is one transaction.
-Times are timezone-aware UTC datetimes. Ownership rules live here, so every way in (library,
-CLI, service) enforces them the same way:
+candidates; for the service also agents (bearer tokens, kept as sha256 only),
+prohibited-phrase interceptions and reply deliveries. Implementations: SQLiteStore (default).
+Every method is one transaction. Times are timezone-aware UTC datetimes. Ownership rules
+live here, so every way in (library, CLI, service) enforces them the same way:
 
 - a ticket is ``open`` until an agent claims it; the claimer owns it (first-ask responsibility);
 - only the owner replies to, resolves or transfers a claimed ticket (OwnershipError otherwise);
@@ -13,8 +14,13 @@ CLI, service) enforces them the same way:
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
 
 from autoreply.models import (
     Action,
@@ -29,6 +35,73 @@ from autoreply.models import (
     Ticket,
     TicketStatus,
 )
+
+TOKEN_PREFIX = "ar_"
+
+
+def new_token() -> str:
+    """A fresh random agent token (256 bits); shown to its owner once, stored only hashed."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest under which a token is stored and looked up. Tokens are random,
+    so a fast hash is enough: there is nothing to brute-force from a dictionary."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class AgentRole(StrEnum):
+    """What an API token may do: work the queue (agent), or also manage the bot (admin)."""
+
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class Agent(BaseModel):
+    """A person who works the queue through the API. Its token is never stored, only its
+    sha256 (see hash_token)."""
+
+    id: int
+    name: str
+    role: AgentRole
+    created_at: datetime
+    expires_at: datetime | None = None
+    disabled: bool = False
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class Interception(BaseModel):
+    """An agent reply blocked because it contained a prohibited phrase (违规话术)."""
+
+    id: int
+    agent: str
+    ticket_id: int | None = None
+    phrase: str
+    created_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    """What became of an agent reply on its way to the customer."""
+
+    SENT = "sent"
+    """The channel accepted it (platform API or callback URL)."""
+    FAILED = "failed"
+    """The channel refused it or timed out after its retries; ``error`` says why."""
+    POLL = "poll"
+    """No push channel: the reply waits in the conversation (GET /v1/conversations/{id})."""
+
+
+class Delivery(BaseModel):
+    """One attempt (with the channel's own retries) to deliver an agent reply."""
+
+    id: int
+    message_id: int
+    channel: str
+    status: DeliveryStatus
+    error: str | None = None
+    created_at: datetime
 
 
 @runtime_checkable
@@ -194,7 +267,84 @@ class Store(Protocol):
 
     def set_candidate_status(self, candidate_id: int, status: CandidateStatus) -> FAQCandidate: ...
 
+    # -- agents (API tokens) ---------------------------------------------------------------
+    def add_agent(
+        self, name: str, *, role: AgentRole, token: str, expires_at: datetime | None = None
+    ) -> Agent:
+        """Register an agent with the token it will present; only ``hash_token(token)`` is
+        stored. Names are 1-64 of ``A-Z a-z 0-9 . _ @ -`` (StoreError otherwise);
+        ConflictError if the name is taken."""
+        ...
+
+    def set_agent_token(
+        self, name: str, *, token: str, expires_at: datetime | None = None
+    ) -> Agent:
+        """Replace an agent's token (the old one stops working) and its expiry, and enable
+        it again. NotFoundError if there is no such agent."""
+        ...
+
+    def agent_for_token(self, token: str) -> Agent | None:
+        """The agent holding this token, also when disabled or expired (the caller decides
+        and says why), or None for an unknown token."""
+        ...
+
+    def get_agent(self, name: str) -> Agent:
+        """NotFoundError (listing the known names) if there is none."""
+        ...
+
+    def list_agents(self) -> list[Agent]:
+        """Every agent, by name."""
+        ...
+
+    def disable_agent(self, name: str) -> Agent:
+        """The agent's token stops working; its tickets stay as they are."""
+        ...
+
+    # -- quality inspection and deliveries ----------------------------------------------
+    def add_interception(
+        self, *, agent: str, phrase: str, ticket_id: int | None = None
+    ) -> Interception:
+        """Record that ``agent``'s reply on ``ticket_id`` was blocked for ``phrase``."""
+        ...
+
+    def list_interceptions(
+        self, *, agent: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[Interception]:
+        """Interceptions, newest first."""
+        ...
+
+    def count_interceptions(
+        self, *, by: Literal["agent", "phrase"], since: datetime | None = None
+    ) -> dict[str, int]:
+        """Number of interceptions per agent or per phrase, largest first."""
+        ...
+
+    def add_delivery(
+        self, *, message_id: int, channel: str, status: DeliveryStatus, error: str | None = None
+    ) -> Delivery:
+        """Record how the agent message ``message_id`` went out (NotFoundError if no such
+        message)."""
+        ...
+
+    def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        ticket_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries, newest first; with ``ticket_id``, those of the ticket's messages."""
+        ...
+
+    def decision_counts(self, *, since: datetime | None = None) -> dict[str, int]:
+        """Bot replies per action (answer, clarify, escalate), every action present."""
+        ...
+
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that the database answers (StoreError if not): the service's readiness."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Row counts: messages, tickets_open, tickets_claimed, tickets_resolved, gaps,
         feedback, candidates_pending."""

@@ -128,8 +128,55 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX faq_candidates_status ON faq_candidates (status, created_at)")
 
 
+def m002_agents(conn: sqlite3.Connection) -> None:
+    """Agents with hashed API tokens, prohibited-phrase interceptions, reply deliveries."""
+    conn.execute(
+        """
+        CREATE TABLE agents (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('agent', 'admin')),
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE interceptions (
+            id INTEGER PRIMARY KEY,
+            agent TEXT NOT NULL,
+            ticket_id INTEGER REFERENCES tickets (id) ON DELETE SET NULL,
+            phrase TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX interceptions_created_at ON interceptions (created_at)")
+    conn.execute("CREATE INDEX interceptions_agent ON interceptions (agent, created_at)")
+    conn.execute(
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sent', 'failed', 'poll')),
+            error TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX deliveries_message ON deliveries (message_id)")
+    conn.execute("CREATE INDEX deliveries_status ON deliveries (status, created_at)")
+    # Decision counts for the admin stats read bot messages by action.
+    conn.execute("CREATE INDEX messages_role_action ON messages (role, action)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
+    ("m002_agents", m002_agents),
 ]
 """Every migration autoreply knows, in the order they are applied."""
 

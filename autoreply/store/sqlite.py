@@ -11,13 +11,14 @@ microseconds (fixed width, so text order is time order) and come back as aware U
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from autoreply.errors import ConflictError, NotFoundError, OwnershipError, StoreError
 from autoreply.models import (
@@ -32,6 +33,14 @@ from autoreply.models import (
     StoredMessage,
     Ticket,
     TicketStatus,
+)
+from autoreply.store.base import (
+    Agent,
+    AgentRole,
+    Delivery,
+    DeliveryStatus,
+    Interception,
+    hash_token,
 )
 from autoreply.store.migrations import migrate
 
@@ -89,6 +98,24 @@ def _feedback(row: sqlite3.Row) -> Feedback:
 
 def _candidate(row: sqlite3.Row) -> FAQCandidate:
     return FAQCandidate.model_validate(_fields(row, "created_at"))
+
+
+_AGENT_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+_AGENT_COLUMNS = "id, name, role, created_at, expires_at, disabled"
+
+
+def _agent(row: sqlite3.Row) -> Agent:
+    data = _fields(row, "created_at", "expires_at")
+    data["disabled"] = bool(data["disabled"])
+    return Agent.model_validate(data)
+
+
+def _interception(row: sqlite3.Row) -> Interception:
+    return Interception.model_validate(_fields(row, "created_at"))
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery.model_validate(_fields(row, "created_at"))
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -737,7 +764,206 @@ class SQLiteStore:
             ).fetchone()
         return _candidate(row)
 
+    # -- agents (API tokens) ---------------------------------------------------------------
+    def add_agent(
+        self, name: str, *, role: AgentRole, token: str, expires_at: datetime | None = None
+    ) -> Agent:
+        """Register an agent with the token it will present; only ``hash_token(token)`` is
+        stored. Names are 1-64 of ``A-Z a-z 0-9 . _ @ -`` (StoreError otherwise);
+        ConflictError if the name is taken."""
+        if not _AGENT_NAME.fullmatch(name):
+            raise StoreError(
+                f"agent name {name!r} is not allowed; use 1-64 letters, digits, '.', '_', '@' "
+                "or '-'"
+            )
+        with self._tx(write=True) as conn:
+            if conn.execute("SELECT 1 FROM agents WHERE name = ?", (name,)).fetchone():
+                raise ConflictError(
+                    f"agent '{name}' already exists; issue a new token for it instead "
+                    "(autoreply agents token NAME)"
+                )
+            cur = conn.execute(
+                "INSERT INTO agents (name, role, token_hash, created_at, expires_at, disabled) "
+                "VALUES (?, ?, ?, ?, ?, 0)",
+                (
+                    name,
+                    AgentRole(role).value,
+                    hash_token(token),
+                    self._stamp(),
+                    None if expires_at is None else _to_text(expires_at),
+                ),
+            )
+            return self._one_agent(conn, "id = ?", cur.lastrowid)
+
+    def set_agent_token(
+        self, name: str, *, token: str, expires_at: datetime | None = None
+    ) -> Agent:
+        """Replace an agent's token (the old one stops working) and its expiry, and enable
+        it again. NotFoundError if there is no such agent."""
+        with self._tx(write=True) as conn:
+            self._one_agent(conn, "name = ?", name)
+            conn.execute(
+                "UPDATE agents SET token_hash = ?, expires_at = ?, disabled = 0 WHERE name = ?",
+                (hash_token(token), None if expires_at is None else _to_text(expires_at), name),
+            )
+            return self._one_agent(conn, "name = ?", name)
+
+    def agent_for_token(self, token: str) -> Agent | None:
+        """The agent holding this token, also when disabled or expired (the caller decides
+        and says why), or None for an unknown token."""
+        with self._tx(write=False) as conn:
+            row = conn.execute(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE token_hash = ?", (hash_token(token),)
+            ).fetchone()
+        return None if row is None else _agent(row)
+
+    def get_agent(self, name: str) -> Agent:
+        """NotFoundError (listing the known names) if there is none."""
+        with self._tx(write=False) as conn:
+            return self._one_agent(conn, "name = ?", name)
+
+    def list_agents(self) -> list[Agent]:
+        """Every agent, by name."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY name").fetchall()
+        return [_agent(row) for row in rows]
+
+    def disable_agent(self, name: str) -> Agent:
+        """The agent's token stops working; its tickets stay as they are."""
+        with self._tx(write=True) as conn:
+            self._one_agent(conn, "name = ?", name)
+            conn.execute("UPDATE agents SET disabled = 1 WHERE name = ?", (name,))
+            return self._one_agent(conn, "name = ?", name)
+
+    @staticmethod
+    def _one_agent(conn: sqlite3.Connection, where: str, value: object) -> Agent:
+        row = conn.execute(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE {where}", (value,)
+        ).fetchone()
+        if row is None:
+            names = [r["name"] for r in conn.execute("SELECT name FROM agents ORDER BY name")]
+            known = ", ".join(names[:20]) or "none yet (autoreply agents add NAME)"
+            raise NotFoundError(f"no agent {value!r}; known: {known}")
+        return _agent(row)
+
+    # -- quality inspection and deliveries ----------------------------------------------
+    def add_interception(
+        self, *, agent: str, phrase: str, ticket_id: int | None = None
+    ) -> Interception:
+        """Record that ``agent``'s reply on ``ticket_id`` was blocked for ``phrase``."""
+        with self._tx(write=True) as conn:
+            if ticket_id is not None:
+                self._one_ticket(conn, ticket_id)
+            cur = conn.execute(
+                "INSERT INTO interceptions (agent, ticket_id, phrase, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (agent, ticket_id, phrase, self._stamp()),
+            )
+            row = conn.execute(
+                "SELECT * FROM interceptions WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
+        return _interception(row)
+
+    def list_interceptions(
+        self, *, agent: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[Interception]:
+        """Interceptions, newest first."""
+        clauses, params = self._since(since)
+        if agent is not None:
+            clauses.append("agent = ?")
+            params.append(agent)
+        where = " AND ".join(clauses) or "1 = 1"
+        params.append(max(limit, 0))
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT * FROM interceptions WHERE {where} "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [_interception(row) for row in rows]
+
+    def count_interceptions(
+        self, *, by: Literal["agent", "phrase"], since: datetime | None = None
+    ) -> dict[str, int]:
+        """Number of interceptions per agent or per phrase, largest first."""
+        if by not in ("agent", "phrase"):
+            raise StoreError(f"cannot count interceptions by {by!r}; use 'agent' or 'phrase'")
+        clauses, params = self._since(since)
+        where = " AND ".join(clauses) or "1 = 1"
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {by} AS key, COUNT(*) AS n FROM interceptions WHERE {where} "
+                f"GROUP BY {by} ORDER BY n DESC, key",
+                params,
+            ).fetchall()
+        return {str(row["key"]): int(row["n"]) for row in rows}
+
+    def add_delivery(
+        self, *, message_id: int, channel: str, status: DeliveryStatus, error: str | None = None
+    ) -> Delivery:
+        """Record how the agent message ``message_id`` went out (NotFoundError if no such
+        message)."""
+        with self._tx(write=True) as conn:
+            self._one_message(conn, message_id)
+            cur = conn.execute(
+                "INSERT INTO deliveries (message_id, channel, status, error, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (message_id, channel, DeliveryStatus(status).value, error, self._stamp()),
+            )
+            row = conn.execute("SELECT * FROM deliveries WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _delivery(row)
+
+    def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        ticket_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries, newest first; with ``ticket_id``, those of the ticket's messages."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("d.status = ?")
+            params.append(DeliveryStatus(status).value)
+        if ticket_id is not None:
+            clauses.append("m.ticket_id = ?")
+            params.append(ticket_id)
+        where = " AND ".join(clauses) or "1 = 1"
+        params.append(max(limit, 0))
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT d.* FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id "
+                f"WHERE {where} ORDER BY d.created_at DESC, d.id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [_delivery(row) for row in rows]
+
+    def decision_counts(self, *, since: datetime | None = None) -> dict[str, int]:
+        """Bot replies per action (answer, clarify, escalate), every action present."""
+        clauses, params = self._since(since)
+        where = " AND ".join(["role = 'bot'", "action IS NOT NULL", *clauses])
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT action, COUNT(*) AS n FROM messages WHERE {where} GROUP BY action",
+                params,
+            ).fetchall()
+        counts = dict.fromkeys((a.value for a in Action), 0)
+        counts.update({str(row["action"]): int(row["n"]) for row in rows})
+        return counts
+
+    @staticmethod
+    def _since(since: datetime | None) -> tuple[list[str], list[Any]]:
+        if since is None:
+            return [], []
+        return ["created_at >= ?"], [_to_text(since)]
+
     # -- housekeeping --------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check that the database answers (StoreError if not): the service's readiness."""
+        with self._tx(write=False) as conn:
+            conn.execute("SELECT 1 FROM _migrations LIMIT 1").fetchall()
+
     def counts(self) -> dict[str, int]:
         """Row counts: messages, tickets_open, tickets_claimed, tickets_resolved, gaps,
         feedback, candidates_pending."""

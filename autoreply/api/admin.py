@@ -1,0 +1,179 @@
+"""Admin routes (admin token): reload or upload knowledge, review FAQ candidates, stats.
+
+Reloading swaps the engine atomically (``AutoReply.reload``): messages already being
+answered finish on the old index, later ones use the new. An uploaded FAQ file is validated
+on its own first (every problem returned as JSON with file, line and field), then written
+into the knowledge folder atomically and the whole knowledge base reloaded; if that fails
+(e.g. an id already used in another file) the folder is put back as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from autoreply.api.auth import AdminDep
+from autoreply.api.batching import in_own_thread
+from autoreply.api.errors import ERROR_RESPONSES, Invalid
+from autoreply.api.schemas import ReloadResult, Stats, UploadResult
+from autoreply.api.state import StateDep
+from autoreply.errors import ConflictError, FAQFormatError, KnowledgeInvalid
+from autoreply.faqfiles import FAQ_SUFFIXES
+from autoreply.knowledge import bundled_knowledge_dir, parse_entries
+from autoreply.models import CandidateStatus, FAQCandidate
+from autoreply.retriever import KnowledgeIndex
+from autoreply.service import AutoReply, resolve_knowledge_path
+from autoreply.store.base import DeliveryStatus, Interception
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    responses={k: ERROR_RESPONSES[k] for k in (401, 403, 404, 422, 429)},
+)
+
+
+def reload_result(index: KnowledgeIndex) -> ReloadResult:
+    info = index.info
+    return ReloadResult(
+        entries=len(index.kb.enabled),
+        texts=info.texts,
+        encoded=info.encoded,
+        status=info.status,
+        seconds=round(info.seconds, 3),
+        fingerprint=index.kb.fingerprint,
+    )
+
+
+@router.post("/reload", response_model=ReloadResult, summary="Reload the knowledge base")
+async def reload(admin: AdminDep, state: StateDep) -> ReloadResult:
+    """Read the knowledge folder again and swap the index in without a restart. A broken
+    knowledge base is refused (422 with every problem) and the old one keeps answering."""
+    async with state.admin_lock:
+        index = await in_own_thread(state.bot.reload, name="autoreply-reload")
+    return reload_result(index)
+
+
+@router.post("/knowledge", response_model=UploadResult, summary="Upload an FAQ file")
+async def upload_knowledge(
+    admin: AdminDep,
+    state: StateDep,
+    file: Annotated[UploadFile, File(description=f"An FAQ file: {', '.join(FAQ_SUFFIXES)}")],
+) -> UploadResult:
+    """Validate the file, write it into the knowledge folder (replacing a file of the same
+    name) and reload. Problems come back as 422 ``knowledge_invalid`` with ``problems:
+    [{file, line, field, problem, hint, message}]``."""
+    name = Path(file.filename or "").name
+    if not name or name.startswith((".", "~$")) or Path(name).suffix.lower() not in FAQ_SUFFIXES:
+        raise Invalid(
+            f"cannot use {file.filename!r} as an FAQ file; upload a file named like "
+            f"faq.yaml ({', '.join(FAQ_SUFFIXES)})",
+            errors=[{"field": "file", "problem": "not an FAQ file name"}],
+        )
+    data = await file.read()
+    async with state.admin_lock:
+        entries, index = await in_own_thread(
+            lambda: _install(state.bot, name, data), name="autoreply-reload"
+        )
+    return UploadResult(file=name, entries=entries, reload=reload_result(index))
+
+
+def _install(bot: AutoReply, name: str, data: bytes) -> tuple[int, KnowledgeIndex]:
+    folder = resolve_knowledge_path(bot.settings.knowledge)
+    if not folder.is_dir() or folder.resolve() == bundled_knowledge_dir().resolve():
+        raise ConflictError(
+            f"the service's knowledge is {folder}, not a folder of its own; start it with "
+            "--knowledge FOLDER (or AUTOREPLY_KNOWLEDGE) to upload files"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        staged.write_bytes(data)
+        try:
+            entries = parse_entries(staged)
+        except KnowledgeInvalid as exc:
+            raise KnowledgeInvalid([_relabel(p, name) for p in exc.problems]) from None
+        except FAQFormatError as exc:
+            raise KnowledgeInvalid([_relabel(exc, name)]) from None
+    target = folder / name
+    previous = target.read_bytes() if target.exists() else None
+    _write_atomic(target, data)
+    try:
+        index = bot.reload()
+    except BaseException:
+        if previous is None:
+            target.unlink(missing_ok=True)
+        else:
+            _write_atomic(target, previous)
+        raise
+    return len(entries), index
+
+
+def _relabel(problem: FAQFormatError, name: str) -> FAQFormatError:
+    """The same problem, located in the uploaded file's name instead of the staging path."""
+    return FAQFormatError(
+        name, line=problem.line, field=problem.field, problem=problem.problem, hint=problem.hint
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Hidden temp name: a knowledge load running meanwhile skips it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@router.get("/candidates", response_model=list[FAQCandidate], summary="FAQ candidates")
+def candidates(
+    admin: AdminDep, state: StateDep, status: CandidateStatus | None = CandidateStatus.PENDING
+) -> list[FAQCandidate]:
+    """Answers agents promoted, oldest first; ``pending`` by default."""
+    return state.bot.store.list_candidates(status=status)
+
+
+@router.post("/candidates/{candidate_id}/accept", response_model=FAQCandidate)
+def accept(candidate_id: int, admin: AdminDep, state: StateDep) -> FAQCandidate:
+    """Mark a candidate accepted (add it to an FAQ file and upload or reload to use it)."""
+    return state.bot.store.set_candidate_status(candidate_id, CandidateStatus.ACCEPTED)
+
+
+@router.post("/candidates/{candidate_id}/dismiss", response_model=FAQCandidate)
+def dismiss(candidate_id: int, admin: AdminDep, state: StateDep) -> FAQCandidate:
+    return state.bot.store.set_candidate_status(candidate_id, CandidateStatus.DISMISSED)
+
+
+@router.get("/interceptions", response_model=list[Interception], summary="Blocked replies")
+def interceptions(
+    admin: AdminDep,
+    state: StateDep,
+    agent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Interception]:
+    """Agent replies refused for a prohibited phrase: who, when, which phrase; newest first."""
+    return state.bot.store.list_interceptions(agent=agent, limit=limit)
+
+
+@router.get("/stats", response_model=Stats, summary="Counts for the dashboard")
+def stats(admin: AdminDep, state: StateDep) -> Stats:
+    store = state.bot.store
+    counts = store.counts()
+    state.metrics.set_queue(counts)
+    failed = store.list_deliveries(status=DeliveryStatus.FAILED, limit=100_000)
+    return Stats(
+        counts=counts,
+        decisions=store.decision_counts(),
+        interceptions_by_agent=store.count_interceptions(by="agent"),
+        interceptions_by_phrase=store.count_interceptions(by="phrase"),
+        deliveries_failed=len(failed),
+        knowledge=reload_result(state.bot.engine.index),
+    )

@@ -1,0 +1,119 @@
+"""``create_app()``: the FastAPI service, wired once.
+
+The lifespan builds the bot (``AutoReply.from_settings``: knowledge, index, store), the
+micro-batcher and the chat channels, and keeps them on ``app.state.service``; handlers reach
+them through ``Depends`` (``autoreply.api.state``). Middleware, outermost first: request id,
+JSON log line and request metrics; per-IP rate limit; body size limit.
+
+    uvicorn server:app            # settings from AUTOREPLY_* / autoreply.toml
+    autoreply serve --port 8000   # the same, with options
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import autoreply
+from autoreply.api import admin, agents, customer, ops
+from autoreply.api.batching import MicroBatcher, in_own_thread
+from autoreply.api.delivery import Channels
+from autoreply.api.errors import install_error_handlers
+from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
+from autoreply.api.logs import RequestContext, configure_logging
+from autoreply.api.metrics import Metrics
+from autoreply.api.state import ServiceState
+from autoreply.encoder import Encoder
+from autoreply.errors import AutoreplyError
+from autoreply.models import Message, Reply
+from autoreply.service import AutoReply
+from autoreply.settings import Settings
+
+DESCRIPTION = """\
+FAQ auto-reply for customer service: answers what it knows, hands the rest to a person.
+
+* **customer**: `POST /v1/messages` returns the bot's reply; agent replies appear in
+  `GET /v1/conversations/{id}`.
+* **agents** (bearer token from `autoreply agents add NAME`): work the ticket queue.
+* **admin** (admin token): reload or upload knowledge, review FAQ candidates, stats.
+* **operations**: `/healthz`, `/readyz`, `/metrics`.
+
+Every error is `{"error": {"type": ..., "message": ...}}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    bot: AutoReply | None = None,
+    encoder: Encoder | None = None,
+) -> FastAPI:
+    """The service app. ``settings`` default to the environment (``Settings()``); pass a
+    ready ``bot`` to serve it (it is not closed at shutdown), or an ``encoder`` to build the
+    bot with (tests pass ``HashingEncoder()``)."""
+    settings = settings or (bot.settings if bot is not None else Settings())
+    limits = settings.server
+    metrics = Metrics()
+    ip_buckets = TokenBuckets(rate=limits.rate_per_ip, burst=limits.burst_per_ip)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging()
+        if bot is not None:
+            served = bot
+        else:
+            served = await in_own_thread(
+                lambda: AutoReply.from_settings(settings, encoder=encoder), name="autoreply-load"
+            )
+
+        def process(messages: Sequence[Message]) -> list[Reply | AutoreplyError]:
+            return served.handle_many(messages, return_exceptions=True)
+
+        def on_batch(size: int, seconds: float) -> None:
+            metrics.batch_size.observe(size)
+            metrics.batch_seconds.observe(seconds)
+
+        batcher = MicroBatcher(
+            process,
+            window_ms=limits.batch_window_ms,
+            max_batch=limits.max_batch,
+            on_batch=on_batch,
+        )
+        channels = Channels(settings.channels, store=served.store, metrics=metrics)
+        state = ServiceState(
+            settings=settings,
+            bot=served,
+            metrics=metrics,
+            batcher=batcher,
+            channels=channels,
+            user_buckets=TokenBuckets(rate=limits.rate_per_user, burst=limits.burst_per_user),
+            ip_buckets=ip_buckets,
+        )
+        batcher.start()
+        app.state.service = state
+        try:
+            await channels.start(app, state.handle)
+            yield
+        finally:
+            await batcher.close()
+            await channels.close(app)
+            del app.state.service
+            if bot is None:
+                served.close()
+
+    app = FastAPI(
+        title="autoreply",
+        version=autoreply.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (customer, agents, admin, ops):
+        app.include_router(module.router)
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(IpRateLimit, buckets=ip_buckets, metrics=metrics)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app

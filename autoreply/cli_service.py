@@ -1,0 +1,194 @@
+"""Command-line commands for the service: ``autoreply serve`` and ``autoreply agents ...``.
+
+``register(app)`` adds them to the main typer app (``autoreply.cli``). Heavy modules (FastAPI,
+uvicorn, the encoder) are imported inside the commands so ``autoreply --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from autoreply.settings import Settings
+    from autoreply.store import Store
+
+out = Console()
+err = Console(stderr=True)
+
+agents_app = typer.Typer(help="API tokens for agents and admins: add, list, disable, renew.")
+
+KnowledgeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--knowledge", "-k", help="FAQ file or folder [default: ./knowledge, else the bundled demo]"
+    ),
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL or SQLite file [default: autoreply.db]")
+]
+ExpiresOpt = Annotated[
+    int | None,
+    typer.Option("--expires-days", min=1, help="The token stops working after N days."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and the ``agents`` group to the main command-line app."""
+    app.command()(serve)
+    app.add_typer(agents_app, name="agents")
+
+
+def _settings(knowledge: Path | None = None, db: str | None = None) -> Settings:
+    from autoreply.settings import Settings
+
+    return Settings().with_overrides(knowledge=knowledge, db=db)
+
+
+def _store(db: str | None) -> Store:
+    from autoreply.store import open_store
+
+    return open_store(_settings(db=db).db)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    knowledge: KnowledgeOpt = None,
+    db: DbOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the HTTP service (customer webhook, agent API, admin, /metrics) with uvicorn.
+
+    Settings come from AUTOREPLY_* environment variables and autoreply.toml; the options
+    here override them. Use --host 0.0.0.0 to listen on every interface.
+
+    Example:  autoreply serve --port 8000 --knowledge knowledge/ --db autoreply.db
+    """
+    import uvicorn
+
+    from autoreply.api.app import create_app
+
+    app = create_app(_settings(knowledge, db))
+    # The app logs one JSON line per request (with its request id): no uvicorn access log.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _expiry(days: int | None) -> datetime | None:
+    return None if days is None else datetime.now(UTC) + timedelta(days=days)
+
+
+def _show_token(name: str, token: str, expires_at: datetime | None) -> None:
+    until = f", valid until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    err.print(
+        f"token for [bold]{name}[/]{until}. Copy it now: it is stored hashed and is "
+        "not shown again. Send it as 'Authorization: Bearer <token>'.",
+        highlight=False,
+    )
+    sys.stdout.write(token + "\n")
+
+
+@agents_app.command("add")
+def agents_add(
+    name: Annotated[str, typer.Argument(help="Agent name (letters, digits, . _ @ -).")],
+    role: Annotated[str, typer.Option(help="agent (work the queue) or admin (also manage).")],
+    expires_days: ExpiresOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Create an agent and print its API token once.
+
+    Example:  autoreply agents add alice --role agent --expires-days 90
+    """
+    from autoreply.store.base import AgentRole, new_token
+
+    try:
+        agent_role = AgentRole(role)
+    except ValueError:
+        known = ", ".join(r.value for r in AgentRole)
+        raise typer.BadParameter(f"'{role}' is not one of: {known}", param_hint="--role") from None
+    token = new_token()
+    store = _store(db)
+    try:
+        agent = store.add_agent(
+            name, role=agent_role, token=token, expires_at=_expiry(expires_days)
+        )
+    finally:
+        store.close()
+    _show_token(agent.name, token, agent.expires_at)
+
+
+@agents_app.command("token")
+def agents_token(
+    name: Annotated[str, typer.Argument(help="Agent name.")],
+    expires_days: ExpiresOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Issue a new token for an agent (the old one stops working; a disabled agent is
+    enabled again) and print it once.
+
+    Example:  autoreply agents token alice --expires-days 30
+    """
+    from autoreply.store.base import new_token
+
+    token = new_token()
+    store = _store(db)
+    try:
+        agent = store.set_agent_token(name, token=token, expires_at=_expiry(expires_days))
+    finally:
+        store.close()
+    _show_token(agent.name, token, agent.expires_at)
+
+
+@agents_app.command("list")
+def agents_list(
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List agents with role, expiry and state (never their tokens).
+
+    Example:  autoreply agents list
+    """
+    store = _store(db)
+    try:
+        agents = store.list_agents()
+    finally:
+        store.close()
+    if as_json:
+        rows = [a.model_dump(mode="json") for a in agents]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    now = datetime.now(UTC)
+    table = Table("name", "role", "created", "expires", "state", title="agents")
+    for a in agents:
+        state = "disabled" if a.disabled else "expired" if a.expired(now) else "active"
+        table.add_row(
+            a.name,
+            a.role.value,
+            f"{a.created_at:%Y-%m-%d}",
+            f"{a.expires_at:%Y-%m-%d %H:%M}" if a.expires_at else "never",
+            state,
+        )
+    out.print(table)
+
+
+@agents_app.command("disable")
+def agents_disable(
+    name: Annotated[str, typer.Argument(help="Agent name.")], db: DbOpt = None
+) -> None:
+    """Stop an agent's token from working (its tickets stay as they are).
+
+    Example:  autoreply agents disable alice
+    """
+    store = _store(db)
+    try:
+        store.disable_agent(name)
+    finally:
+        store.close()
+    out.print(f"agent {name} disabled; `autoreply agents token {name}` enables it again")
