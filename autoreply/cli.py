@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoreply.cli_eval import register as register_eval
+from autoreply.cli_gaps import register as register_gaps
 from autoreply.cli_service import register as register_service
 
 if TYPE_CHECKING:
@@ -498,6 +499,7 @@ def config(
 
 register_eval(app)
 register_service(app)
+register_gaps(app, gaps_app)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from autoreply import metrics as m
 from autoreply.encoder import Encoder, Kind, get_encoder
 from autoreply.engine import Engine
 from autoreply.errors import ConfigError, QuestionFormatError
+from autoreply.gaps import TopicConfig, cluster_quality
 from autoreply.knowledge import KnowledgeBase, load_knowledge
 from autoreply.models import Action, Candidate, Decision
 from autoreply.report import (
@@ -53,7 +54,8 @@ RECALL_AT = (1, 3, 5, 10)
 BATCH = 128
 LATENCY_SAMPLES = 100
 OUT_OF_SCOPE = "out-of-scope"
-GAP_SWEEP = (0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.15, 0.16, 0.17, 0.18, 0.2, 0.25, 0.3, 0.4, 0.5)
+GAP_SWEEP = (0.6, 0.8, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 2.0)
+"""Ward distance thresholds tried for gap clustering (autoreply.gaps clusters the same way)."""
 GAP_MAX_QUESTIONS = 2000
 
 
@@ -405,7 +407,8 @@ def gap_clustering(
     *,
     distance_threshold: float,
 ) -> GapClustering | None:
-    """Cluster the questions that have a gap_topic; ARI/NMI against the topics, plus a sweep."""
+    """Cluster the questions that have a gap_topic as autoreply.gaps does (Ward on the unit
+    vectors); ARI/NMI against the topics at ``distance_threshold``, plus a sweep."""
     gaps = [q for q in questions if q.gap_topic][:GAP_MAX_QUESTIONS]
     if len(gaps) < 2:
         return None
@@ -413,11 +416,11 @@ def gap_clustering(
     topics = [q.gap_topic or "" for q in gaps]
     sweep = []
     for t in sorted({*GAP_SWEEP, distance_threshold}):
-        quality = m.cluster_quality(vectors, topics, distance_threshold=t)
+        quality = cluster_quality(vectors, topics, threshold=t)
         sweep.append(
             {"threshold": t, "clusters": quality.clusters, "ari": quality.ari, "nmi": quality.nmi}
         )
-    chosen = m.cluster_quality(vectors, topics, distance_threshold=distance_threshold)
+    chosen = cluster_quality(vectors, topics, threshold=distance_threshold)
     return GapClustering(**dataclasses.asdict(chosen), sweep=sweep)
 
 
@@ -618,7 +621,7 @@ def run_eval(
     k: int = 10,
     split: int | None = None,
     progress: bool = False,
-    gap_distance_threshold: float = 0.15,
+    gap_distance_threshold: float = TopicConfig.ward_threshold,
 ) -> EvalReport:
     """Evaluate the engine on labelled questions, or with ``split=K`` on held-out variants.
 
@@ -626,7 +629,7 @@ def run_eval(
     ranking, out-of-scope detection, calibration and latency, recommends answer and clarify
     thresholds for ``target_precision`` and runs the engine's decisions at those thresholds
     (other settings from ``engine_config``). ``encoder``: an Encoder or a spec ("e5" default).
-    ``gap_distance_threshold``: where gap clustering cuts (cosine distance; 0.15 suits e5).
+    ``gap_distance_threshold``: where gap clustering cuts (Ward distance; 1.2 suits e5).
     """
     if not 0 < target_precision <= 1:
         raise ConfigError(f"target precision must be above 0 and at most 1, got {target_precision}")

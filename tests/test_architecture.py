@@ -47,6 +47,10 @@ ALLOWED: dict[str, set[str]] = {
     "channels": {"errors", "models", "channels"},
     "metrics": set(),
     "report": {"errors", "metrics"},
+    # gap analytics read the store and the knowledge index, never the service
+    "gaps": {"errors", "knowledge", "metrics", "models", "redact", "retriever", "store", "text"},
+    "insights": {"errors", "gaps", "knowledge", "models", "redact", "store"},
+    "weekly": {"errors", "insights", "redact"},
 }
 
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import autoreply
-from autoreply.api import admin, agents, customer, ops
+from autoreply.api import admin, agents, customer, insights, ops
 from autoreply.api.batching import MicroBatcher, in_own_thread
 from autoreply.api.delivery import Channels
 from autoreply.api.errors import install_error_handlers
@@ -38,6 +38,7 @@ FAQ auto-reply for customer service: answers what it knows, hands the rest to a 
   `GET /v1/conversations/{id}`.
 * **agents** (bearer token from `autoreply agents add NAME`): work the ticket queue.
 * **admin** (admin token): reload or upload knowledge, review FAQ candidates, stats.
+* **insights** (any agent token): FAQ gap topics, suggested entries, the weekly report.
 * **operations**: `/healthz`, `/readyz`, `/metrics`.
 
 Every error is `{"error": {"type": ..., "message": ...}}`.
@@ -110,7 +111,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (customer, agents, admin, ops):
+    for module in (customer, agents, admin, insights, ops):
         app.include_router(module.router)
     # add_middleware wraps: the last added runs first.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)

@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autoreply.models import (
     Action,
@@ -91,6 +91,83 @@ class DeliveryStatus(StrEnum):
     """The channel refused it or timed out after its retries; ``error`` says why."""
     POLL = "poll"
     """No push channel: the reply waits in the conversation (GET /v1/conversations/{id})."""
+
+
+class TopicKind(StrEnum):
+    """What a gap topic asks of the FAQ."""
+
+    NEW = "new"
+    """Questions no entry covers: a new entry is needed."""
+    NEAR_MISS = "near_miss"
+    """Questions an existing entry (``entry_id``) nearly matched: it needs more variants."""
+
+
+class TopicStatus(StrEnum):
+    """Where a topic stands in review. Re-clustering never changes it."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    """Its suggestion went into the knowledge base."""
+    DISMISSED = "dismissed"
+    """Looked at and left alone (noise, or not the FAQ's job)."""
+
+
+class GapTopic(BaseModel):
+    """A group of FAQ gaps that ask the same thing (autoreply.gaps keeps them current)."""
+
+    id: int
+    """Stable across runs: the id of the topic's earliest gap when it was first found."""
+    kind: TopicKind = TopicKind.NEW
+    status: TopicStatus = TopicStatus.OPEN
+    encoder: str
+    """The encoder whose vectors the centroid is in."""
+    centroid: bytes
+    """Mean of the members' unit vectors, little-endian float32."""
+    size: int
+    representative: str
+    """The member question most like the others (redacted)."""
+    keywords: list[str] = Field(default_factory=list)
+    category: str | None = None
+    entry_id: str | None = None
+    """For a near miss: the entry its questions nearly matched."""
+    first_seen: datetime
+    last_seen: datetime
+    updated_at: datetime
+
+
+class GapAssignment(BaseModel):
+    """A clustered gap: its vector (encoded once) and its topic (None: waiting for more)."""
+
+    gap_id: int
+    topic_id: int | None = None
+    similarity: float | None = None
+    """Cosine to the topic's centroid when it was assigned."""
+    encoder: str
+    vector: bytes
+    """Unit vector, little-endian float32."""
+
+
+class TopicGap(Gap):
+    """A gap with its topic (None: not clustered yet, or waiting for similar gaps)."""
+
+    topic_id: int | None = None
+
+
+class ReplyCount(BaseModel):
+    """How many bot replies had this action, reason and entry (weekly volumes)."""
+
+    action: Action
+    reason: Reason | None = None
+    entry_id: str | None = None
+    count: int
+
+
+class FeedbackCount(BaseModel):
+    """Helpful and not-helpful votes on the answers from one entry."""
+
+    entry_id: str | None = None
+    helpful: int
+    not_helpful: int
 
 
 class Delivery(BaseModel):
@@ -338,6 +415,75 @@ class Store(Protocol):
 
     def decision_counts(self, *, since: datetime | None = None) -> dict[str, int]:
         """Bot replies per action (answer, clarify, escalate), every action present."""
+        ...
+
+    # -- gap topics (autoreply.gaps) ---------------------------------------------------------
+    def unclustered_gaps(self, *, limit: int | None = None) -> list[Gap]:
+        """Gaps with no stored vector yet (never clustered), oldest first."""
+        ...
+
+    def gap_assignments(
+        self,
+        *,
+        topic_ids: list[int] | None = None,
+        waiting: bool = False,
+        limit: int | None = None,
+    ) -> list[GapAssignment]:
+        """Clustered gaps, newest first: with ``topic_ids`` only those topics' members, with
+        ``waiting`` only those in no topic."""
+        ...
+
+    def save_gap_topics(self, topics: list[GapTopic], assignments: list[GapAssignment]) -> None:
+        """Insert or update topics and assignments in one transaction. A stored topic keeps
+        its review status whatever ``topics`` says (use set_gap_topic_status)."""
+        ...
+
+    def gap_topics(self, *, status: TopicStatus | None = None) -> list[GapTopic]:
+        """Topics, largest first (then by id)."""
+        ...
+
+    def get_gap_topic(self, topic_id: int) -> GapTopic:
+        """NotFoundError (listing some known ids) if there is none."""
+        ...
+
+    def set_gap_topic_status(self, topic_id: int, status: TopicStatus) -> GapTopic: ...
+
+    def delete_gap_topics(self, topic_ids: list[int]) -> None:
+        """Delete topics; their gaps stay, waiting (topic None)."""
+        ...
+
+    def clear_gap_topics(self) -> None:
+        """Forget every topic and every stored gap vector (a rebuild starts from scratch)."""
+        ...
+
+    def topic_gaps(
+        self,
+        *,
+        topic_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[TopicGap]:
+        """Gaps with their topic, newest first, created in ``[since, until)``; with
+        ``topic_id`` only that topic's."""
+        ...
+
+    # -- weekly report -------------------------------------------------------------------
+    def reply_counts(self, *, since: datetime, until: datetime) -> list[ReplyCount]:
+        """Bot replies created in ``[since, until)`` counted by action, reason and entry."""
+        ...
+
+    def feedback_counts(self, *, since: datetime, until: datetime) -> list[FeedbackCount]:
+        """Feedback given in ``[since, until)``, per entry of the answer it was given on,
+        most not-helpful first."""
+        ...
+
+    def tickets_between(self, *, since: datetime, until: datetime) -> list[Ticket]:
+        """Tickets opened or resolved in ``[since, until)``, by id."""
+        ...
+
+    def tickets_for_conversations(self, conversation_ids: list[str]) -> list[Ticket]:
+        """Every ticket of these conversations, by id."""
         ...
 
     # -- housekeeping --------------------------------------------------------------------

@@ -174,9 +174,49 @@ def m002_agents(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX messages_role_action ON messages (role, action)")
 
 
+def m003_gap_topics(conn: sqlite3.Connection) -> None:
+    """Gap topics (clusters of FAQ gaps) and each clustered gap's vector and topic."""
+    conn.execute(
+        """
+        CREATE TABLE gap_topics (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('new', 'near_miss')),
+            status TEXT NOT NULL DEFAULT 'open'
+                CHECK (status IN ('open', 'accepted', 'dismissed')),
+            encoder TEXT NOT NULL,
+            centroid BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            representative TEXT NOT NULL,
+            keywords TEXT NOT NULL,
+            category TEXT,
+            entry_id TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX gap_topics_status ON gap_topics (status, size)")
+    conn.execute(
+        """
+        CREATE TABLE gap_assignments (
+            gap_id INTEGER PRIMARY KEY REFERENCES gaps (id) ON DELETE CASCADE,
+            topic_id INTEGER REFERENCES gap_topics (id) ON DELETE SET NULL,
+            similarity REAL,
+            encoder TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX gap_assignments_topic ON gap_assignments (topic_id, gap_id)")
+    # Weekly reports read tickets resolved in a week, not only those opened in it.
+    conn.execute("CREATE INDEX tickets_resolved_at ON tickets (resolved_at)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_agents", m002_agents),
+    ("m003_gap_topics", m003_gap_topics),
 ]
 """Every migration autoreply knows, in the order they are applied."""
 

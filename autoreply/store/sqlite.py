@@ -39,7 +39,13 @@ from autoreply.store.base import (
     AgentRole,
     Delivery,
     DeliveryStatus,
+    FeedbackCount,
+    GapAssignment,
+    GapTopic,
     Interception,
+    ReplyCount,
+    TopicGap,
+    TopicStatus,
     hash_token,
 )
 from autoreply.store.migrations import migrate
@@ -116,6 +122,38 @@ def _interception(row: sqlite3.Row) -> Interception:
 
 def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery.model_validate(_fields(row, "created_at"))
+
+
+def _topic(row: sqlite3.Row) -> GapTopic:
+    data = _fields(row, "first_seen", "last_seen", "updated_at")
+    data["keywords"] = json.loads(data["keywords"] or "[]")
+    data["centroid"] = bytes(data["centroid"])
+    return GapTopic.model_validate(data)
+
+
+def _assignment(row: sqlite3.Row) -> GapAssignment:
+    data = _fields(row)
+    data["vector"] = bytes(data["vector"])
+    return GapAssignment.model_validate(data)
+
+
+def _window(
+    since: datetime | None, until: datetime | None, column: str = "created_at"
+) -> tuple[list[str], list[Any]]:
+    """SQL clauses for the half-open window ``[since, until)`` on ``column``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(_to_text(since))
+    if until is not None:
+        clauses.append(f"{column} < ?")
+        params.append(_to_text(until))
+    return clauses, params
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -625,14 +663,7 @@ class SQLiteStore:
         limit: int | None = 100,
     ) -> list[Gap]:
         """Gaps, newest first, created in ``[since, until)``; ``limit=None`` for all."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            clauses.append("created_at >= ?")
-            params.append(_to_text(since))
-        if until is not None:
-            clauses.append("created_at < ?")
-            params.append(_to_text(until))
+        clauses, params = _window(since, until)
         where = " AND ".join(clauses) or "1 = 1"
         sql = f"SELECT * FROM gaps WHERE {where} ORDER BY created_at DESC, id DESC"
         if limit is not None:
@@ -954,9 +985,230 @@ class SQLiteStore:
 
     @staticmethod
     def _since(since: datetime | None) -> tuple[list[str], list[Any]]:
-        if since is None:
-            return [], []
-        return ["created_at >= ?"], [_to_text(since)]
+        return _window(since, None)
+
+    # -- gap topics ----------------------------------------------------------------------
+    def unclustered_gaps(self, *, limit: int | None = None) -> list[Gap]:
+        """Gaps with no stored vector yet (never clustered), oldest first."""
+        sql = (
+            "SELECT g.* FROM gaps AS g LEFT JOIN gap_assignments AS a ON a.gap_id = g.id "
+            "WHERE a.gap_id IS NULL ORDER BY g.id"
+        )
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._tx(write=False) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_gap(row) for row in rows]
+
+    def gap_assignments(
+        self,
+        *,
+        topic_ids: list[int] | None = None,
+        waiting: bool = False,
+        limit: int | None = None,
+    ) -> list[GapAssignment]:
+        """Clustered gaps, newest first: with ``topic_ids`` only those topics' members, with
+        ``waiting`` only those in no topic."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if topic_ids is not None:
+            if not topic_ids:
+                return []
+            clauses.append(f"topic_id IN ({_marks(topic_ids)})")
+            params.extend(int(t) for t in topic_ids)
+        if waiting:
+            clauses.append("topic_id IS NULL")
+        where = " AND ".join(clauses) or "1 = 1"
+        sql = f"SELECT * FROM gap_assignments WHERE {where} ORDER BY gap_id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._tx(write=False) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_assignment(row) for row in rows]
+
+    def save_gap_topics(self, topics: list[GapTopic], assignments: list[GapAssignment]) -> None:
+        """Insert or update topics and assignments in one transaction. A stored topic keeps
+        its review status whatever ``topics`` says (use set_gap_topic_status)."""
+        with self._tx(write=True) as conn:
+            conn.executemany(
+                "INSERT INTO gap_topics (id, kind, status, encoder, centroid, size, "
+                "representative, keywords, category, entry_id, first_seen, last_seen, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, "
+                "encoder = excluded.encoder, centroid = excluded.centroid, "
+                "size = excluded.size, representative = excluded.representative, "
+                "keywords = excluded.keywords, category = excluded.category, "
+                "entry_id = excluded.entry_id, first_seen = excluded.first_seen, "
+                "last_seen = excluded.last_seen, updated_at = excluded.updated_at",
+                [
+                    (
+                        t.id,
+                        t.kind.value,
+                        t.status.value,
+                        t.encoder,
+                        t.centroid,
+                        t.size,
+                        t.representative,
+                        json.dumps(t.keywords, ensure_ascii=False),
+                        t.category,
+                        t.entry_id,
+                        _to_text(t.first_seen),
+                        _to_text(t.last_seen),
+                        _to_text(t.updated_at),
+                    )
+                    for t in topics
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO gap_assignments (gap_id, topic_id, similarity, encoder, vector) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gap_id) DO UPDATE SET "
+                "topic_id = excluded.topic_id, similarity = excluded.similarity, "
+                "encoder = excluded.encoder, vector = excluded.vector",
+                [(a.gap_id, a.topic_id, a.similarity, a.encoder, a.vector) for a in assignments],
+            )
+
+    def gap_topics(self, *, status: TopicStatus | None = None) -> list[GapTopic]:
+        """Topics, largest first (then by id)."""
+        where, params = ("status = ?", [TopicStatus(status).value]) if status else ("1 = 1", [])
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT * FROM gap_topics WHERE {where} ORDER BY size DESC, id", params
+            ).fetchall()
+        return [_topic(row) for row in rows]
+
+    def get_gap_topic(self, topic_id: int) -> GapTopic:
+        """NotFoundError (listing some known ids) if there is none."""
+        with self._tx(write=False) as conn:
+            return self._one_topic(conn, topic_id)
+
+    @staticmethod
+    def _one_topic(conn: sqlite3.Connection, topic_id: int) -> GapTopic:
+        row = conn.execute("SELECT * FROM gap_topics WHERE id = ?", (topic_id,)).fetchone()
+        if row is None:
+            known = [
+                str(r["id"])
+                for r in conn.execute(
+                    "SELECT id FROM gap_topics ORDER BY size DESC, id LIMIT 20"
+                ).fetchall()
+            ]
+            hint = f"known: {', '.join(known)}" if known else "there are no topics yet"
+            raise NotFoundError(
+                f"no gap topic {topic_id} ({hint}); list them with: autoreply gaps topics"
+            )
+        return _topic(row)
+
+    def set_gap_topic_status(self, topic_id: int, status: TopicStatus) -> GapTopic:
+        """Mark a topic accepted, dismissed or open again."""
+        with self._tx(write=True) as conn:
+            self._one_topic(conn, topic_id)
+            conn.execute(
+                "UPDATE gap_topics SET status = ?, updated_at = ? WHERE id = ?",
+                (TopicStatus(status).value, self._stamp(), topic_id),
+            )
+            return self._one_topic(conn, topic_id)
+
+    def delete_gap_topics(self, topic_ids: list[int]) -> None:
+        """Delete topics; their gaps stay, waiting (topic None)."""
+        if not topic_ids:
+            return
+        ids = [int(t) for t in topic_ids]
+        with self._tx(write=True) as conn:
+            conn.execute(
+                f"UPDATE gap_assignments SET topic_id = NULL, similarity = NULL "
+                f"WHERE topic_id IN ({_marks(ids)})",
+                ids,
+            )
+            conn.execute(f"DELETE FROM gap_topics WHERE id IN ({_marks(ids)})", ids)
+
+    def clear_gap_topics(self) -> None:
+        """Forget every topic and every stored gap vector (a rebuild starts from scratch)."""
+        with self._tx(write=True) as conn:
+            conn.execute("DELETE FROM gap_assignments")
+            conn.execute("DELETE FROM gap_topics")
+
+    def topic_gaps(
+        self,
+        *,
+        topic_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[TopicGap]:
+        """Gaps with their topic, newest first, created in ``[since, until)``; with
+        ``topic_id`` only that topic's."""
+        clauses, params = _window(since, until, "g.created_at")
+        if topic_id is not None:
+            clauses.append("a.topic_id = ?")
+            params.append(int(topic_id))
+        where = " AND ".join(clauses) or "1 = 1"
+        sql = (
+            "SELECT g.*, a.topic_id AS topic_id FROM gaps AS g "
+            "LEFT JOIN gap_assignments AS a ON a.gap_id = g.id "
+            f"WHERE {where} ORDER BY g.created_at DESC, g.id DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._tx(write=False) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [TopicGap.model_validate(_fields(row, "created_at")) for row in rows]
+
+    # -- weekly report -------------------------------------------------------------------
+    def reply_counts(self, *, since: datetime, until: datetime) -> list[ReplyCount]:
+        """Bot replies created in ``[since, until)`` counted by action, reason and entry."""
+        clauses, params = _window(since, until)
+        where = " AND ".join(["role = 'bot'", "action IS NOT NULL", *clauses])
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT action, reason, entry_id, COUNT(*) AS count FROM messages "
+                f"WHERE {where} GROUP BY action, reason, entry_id "
+                "ORDER BY count DESC, action, reason, entry_id",
+                params,
+            ).fetchall()
+        return [ReplyCount.model_validate(_fields(row)) for row in rows]
+
+    def feedback_counts(self, *, since: datetime, until: datetime) -> list[FeedbackCount]:
+        """Feedback given in ``[since, until)``, per entry of the answer it was given on,
+        most not-helpful first."""
+        clauses, params = _window(since, until, "f.created_at")
+        where = " AND ".join(clauses) or "1 = 1"
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT m.entry_id AS entry_id, SUM(f.helpful) AS helpful, "
+                "SUM(1 - f.helpful) AS not_helpful FROM feedback AS f "
+                f"JOIN messages AS m ON m.id = f.message_id WHERE {where} "
+                "GROUP BY m.entry_id ORDER BY not_helpful DESC, helpful, m.entry_id",
+                params,
+            ).fetchall()
+        return [FeedbackCount.model_validate(_fields(row)) for row in rows]
+
+    def tickets_between(self, *, since: datetime, until: datetime) -> list[Ticket]:
+        """Tickets opened or resolved in ``[since, until)``, by id."""
+        opened, params = _window(since, until)
+        resolved, more = _window(since, until, "resolved_at")
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT * FROM tickets WHERE ({' AND '.join(opened)}) "
+                f"OR ({' AND '.join(resolved)}) ORDER BY id",
+                params + more,
+            ).fetchall()
+        return [_ticket(row) for row in rows]
+
+    def tickets_for_conversations(self, conversation_ids: list[str]) -> list[Ticket]:
+        """Every ticket of these conversations, by id."""
+        ids = list(dict.fromkeys(conversation_ids))
+        found: list[Ticket] = []
+        with self._tx(write=False) as conn:
+            for start in range(0, len(ids), 500):  # stay far below SQLite's variable limit
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT * FROM tickets WHERE conversation_id IN ({_marks(chunk)})", chunk
+                ).fetchall()
+                found.extend(_ticket(row) for row in rows)
+        return sorted(found, key=lambda t: t.id)
 
     # -- housekeeping --------------------------------------------------------------------
     def ping(self) -> None:

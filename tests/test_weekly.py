@@ -1,0 +1,134 @@
+"""Rendering the weekly report: redaction holds and customer text cannot inject markup in
+Markdown, HTML and CSV; the HTML is self-contained; files and zips are written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from autoreply.errors import ConfigError
+from autoreply.gaps import update_topics
+from autoreply.insights import WeeklyReport, week_of, weekly_report
+from autoreply.models import Priority, Reason
+from autoreply.service import AutoReply
+from autoreply.store.sqlite import SQLiteStore
+from autoreply.weekly import render, to_csv, to_html, to_markdown, write
+
+PHONE, EMAIL = "13812345678", "li.wei@example.com"
+NASTY = [
+    f"<script>alert(1)</script> when does the rocket launch, call {PHONE}",
+    f"rocket launch time today? mail {EMAIL}",
+    '=HYPERLINK("http://evil.example/x") is the rocket launch delayed | *now*',
+    "what time is the next rocket launch [click](http://evil.example)",
+]
+
+
+@pytest.fixture
+def report(bot: AutoReply) -> WeeklyReport:
+    """A week whose gaps were stored unredacted (as a careless store might hold them)."""
+    for i, text in enumerate(NASTY):
+        bot.store.add_gap(
+            question=text,
+            normalized=text,
+            reason=Reason.LOW_CONFIDENCE,
+            channel="web",
+            conversation_id=f"c{i}",
+            user_id=f"u{i}",
+            category="<b>bold</b>",
+        )
+    ticket, _ = bot.store.open_ticket(
+        conversation_id="c0",
+        user_id="u0",
+        channel="web",
+        priority=Priority.NORMAL,
+        reason=Reason.LOW_CONFIDENCE,
+    )
+    bot.store.agent_reply(ticket.id, agent="ann", text=f"<img src=x onerror=alert(1)> {EMAIL}")
+    bot.store.resolve_ticket(ticket.id, agent="ann")
+    update_topics(bot.store, bot.engine.index)
+    return weekly_report(bot.store, week_of(datetime.now(UTC)), kb=bot.kb)
+
+
+def test_redaction_holds_in_every_format(report: WeeklyReport) -> None:
+    assert report.topics and report.suggestions
+    texts = [to_markdown(report), to_html(report), *to_csv(report).values()]
+    for text in texts:
+        assert PHONE not in text and EMAIL not in text
+    assert "PHONE" in texts[0] and "EMAIL" in texts[0]
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, [name for name, _ in attrs]))
+
+
+def test_html_escapes_customer_text_and_is_self_contained(report: WeeklyReport) -> None:
+    """Only the report's own tags, no scripts, no event handlers, nothing fetched."""
+    page = to_html(report)
+    parser = _Tags()
+    parser.feed(page)
+    allowed = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "div", "b",
+               "span", "table", "tr", "th", "td", "svg", "rect", "text", "polyline"}  # fmt: skip
+    assert {tag for tag, _ in parser.tags} <= allowed
+    attributes = {a for _, names in parser.tags for a in names}
+    assert not {"src", "href"} & attributes and not any(a.startswith("on") for a in attributes)
+    assert "&lt;script&gt;" in page and "&lt;b&gt;" in page
+    assert page.count("<svg") >= 2 and page.startswith("<!doctype html>")
+
+
+def test_markdown_escapes_markup(report: WeeklyReport) -> None:
+    text = to_markdown(report)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert not re.search(r"(?<!\\)\]\(", text) and r"\[click\]" in text
+    assert r"\*now\*" in text and r"\|" in text
+    for line in text.splitlines():
+        if line.startswith("| ") and "rocket" in line:
+            assert line.count(" | ") == line.replace(r"\|", "").count(" | ")
+
+
+def test_csv_defuses_formulas(report: WeeklyReport) -> None:
+    files = to_csv(report)
+    assert set(files) >= {"volumes.csv", "topics.csv", "suggestions.csv", "tickets.csv"}
+    cells = [
+        cell
+        for text in files.values()
+        for row in csv.reader(io.StringIO(text.lstrip("\ufeff")))
+        for cell in row
+    ]
+    assert not any(c.startswith(("=", "+", "@")) for c in cells)
+    assert any(c.startswith("'=HYPERLINK") for c in cells)
+
+
+def test_empty_week_renders(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "e.db") as store:
+        empty = weekly_report(store, week_of(datetime(2026, 11, 18, tzinfo=UTC)))
+    assert "_none_" in to_markdown(empty)
+    assert "no questions this week" in to_html(empty)
+    assert to_csv(empty)["topics.csv"].count("\r\n") == 1
+
+
+def test_write_files_and_zip(report: WeeklyReport, tmp_path: Path) -> None:
+    (md,) = write(report, "md", tmp_path / "out")
+    assert md.name == f"weekly-{report.week.label}.md" and md.read_text().startswith("# Weekly")
+    (page,) = write(report, "html", tmp_path / "out")
+    assert page.suffix == ".html"
+    tables = write(report, "csv", tmp_path / "csv")
+    assert len(tables) == len(to_csv(report)) and all(p.suffix == ".csv" for p in tables)
+    (archive,) = write(report, "csv", tmp_path / "r.zip")
+    with zipfile.ZipFile(archive) as z:
+        assert f"weekly-{report.week.label}/topics.csv" in z.namelist()
+    with pytest.raises(ConfigError, match="known"):
+        write(report, "pdf", tmp_path)
+    with pytest.raises(ConfigError, match="csv"):
+        render(report, "csv")
