@@ -98,7 +98,9 @@ def _show_token(name: str, token: str, expires_at: datetime | None) -> None:
 @agents_app.command("add")
 def agents_add(
     name: Annotated[str, typer.Argument(help="Agent name (letters, digits, . _ @ -).")],
-    role: Annotated[str, typer.Option(help="agent (work the queue) or admin (also manage).")],
+    role: Annotated[
+        str, typer.Option(help="agent (work the queue) or admin (also manage).")
+    ] = "agent",
     expires_days: ExpiresOpt = None,
     db: DbOpt = None,
 ) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from autoreply import cli
@@ -25,24 +27,35 @@ def run(*args: str) -> object:
     return runner.invoke(cli.app, list(args), catch_exceptions=False)
 
 
+def _command_paths() -> list[list[str]]:
+    """Every leaf command of the app, walked from typer's command tree so none is missed."""
+    paths: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        if getattr(command, "commands", None):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            paths.append(path)
+
+    walk(typer.main.get_command(cli.app), [])
+    return paths
+
+
 def test_every_command_has_help_with_an_example() -> None:
-    for path in (
-        ["ask"],
-        ["chat"],
-        ["demo"],
-        ["check"],
-        ["index", "build"],
-        ["queue", "list"],
-        ["queue", "claim"],
-        ["queue", "reply"],
-        ["queue", "transfer"],
-        ["queue", "resolve"],
-        ["queue", "promote"],
-        ["gaps", "list"],
-    ):
+    paths = _command_paths()
+    for expected in (["ask"], ["serve"], ["report"], ["gaps", "topics"], ["agents", "add"]):
+        assert expected in paths
+    for path in paths:
         result = runner.invoke(cli.app, [*path, "--help"])
         assert result.exit_code == 0, path
         assert "Example:" in result.output, path
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for path in _command_paths():
+        assert f"autoreply {path[0]}" in readme, path
 
 
 def test_ask_prints_decision_and_top_candidates(env: dict[str, str]) -> None:
