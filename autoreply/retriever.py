@@ -184,7 +184,9 @@ class KnowledgeIndex:
             else:
                 proba_c = self.scorer.proba(vectors[q : q + 1], sims_c)
             idx = np.arange(len(cands))
-            feats = np.vstack([features(proba_c, sims_c, np.array([i])) for i in idx])
+            # Every candidate's features at once: one row of the query per candidate.
+            n = len(idx)
+            feats = features(np.repeat(proba_c, n, axis=0), np.repeat(sims_c, n, axis=0), idx)
             conf = self.scorer.confidence(feats)
             order = np.argsort(-proba_c[0])[:k]
             results.append(
