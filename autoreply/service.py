@@ -77,6 +77,8 @@ class AutoReply:
         self.hours = BusinessHours(self.settings.hours)
         self._now = now or (lambda: datetime.now(UTC))
         self._swap = threading.Lock()
+        self._knowledge_version: int | None = None
+        """The store's knowledge version this bot's engine reflects (None: not read yet)."""
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -90,8 +92,20 @@ class AutoReply:
     ) -> AutoReply:
         """Load the knowledge base, build or reuse the index, open the store."""
         settings = settings or Settings()
-        engine = build_engine(settings, encoder=encoder)
-        return cls(engine, store or open_store(settings.db), settings=settings, now=now)
+        opened = store is None
+        store = store or open_store(settings.db)
+        try:
+            # Read before loading: a reload elsewhere while we load is then seen by
+            # sync_knowledge() instead of being missed.
+            version = store.knowledge_version()
+            engine = build_engine(settings, encoder=encoder)
+        except BaseException:
+            if opened:
+                store.close()
+            raise
+        bot = cls(engine, store, settings=settings, now=now)
+        bot._knowledge_version = version
+        return bot
 
     @classmethod
     def from_path(
@@ -119,10 +133,33 @@ class AutoReply:
 
     def reload(self, knowledge: str | Path | None = None) -> KnowledgeIndex:
         """Load the knowledge base again and swap the engine atomically: a message being
-        handled finishes on the old index. Raises on a bad knowledge base (old one kept)."""
+        handled finishes on the old index. Raises on a bad knowledge base (old one kept).
+
+        The reload is counted in the store (``bump_knowledge_version``), so every other
+        replica sharing the store reloads its own knowledge folder too (sync_knowledge)."""
         settings = self.settings
         if knowledge is not None:
             settings = settings.with_overrides(knowledge=Path(knowledge))
+        index = self._swap_in(settings)
+        self._knowledge_version = self.store.bump_knowledge_version()
+        return index
+
+    def sync_knowledge(self) -> bool:
+        """Reload if the knowledge base was reloaded elsewhere (another replica, the CLI)
+        since this bot loaded it, i.e. the store's knowledge version moved; True if it did.
+
+        The new version is noted before loading, so a broken knowledge base raises once
+        here (the old one keeps answering) rather than on every call."""
+        current = self.store.knowledge_version()
+        seen = self._knowledge_version
+        self._knowledge_version = current
+        if seen is None or current == seen:
+            return False
+        self._swap_in(self.settings)
+        log.info("knowledge reloaded elsewhere", extra={"knowledge_version": current})
+        return True
+
+    def _swap_in(self, settings: Settings) -> KnowledgeIndex:
         engine = build_engine(settings, encoder=self._engine.index.encoder)
         with self._swap:
             self._engine = engine

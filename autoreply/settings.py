@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     knowledge: Path = Path("knowledge")
     """Knowledge base: a folder of FAQ files or one file."""
     db: str = "sqlite:///autoreply.db"
-    """Database URL (``sqlite:///PATH``) or a SQLite file path."""
+    """Database URL: ``sqlite:///PATH`` (or a file path) or ``postgresql://USER:PW@HOST/DB``."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Where encoded indexes are kept between runs."""
     encoder: str = "e5"

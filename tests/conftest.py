@@ -134,3 +134,38 @@ def demo_bot(tmp_path: Path, e5: Encoder, demo_cache: Path) -> Iterator[AutoRepl
 
 def fixed_clock(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+# -- PostgreSQL: one throwaway cluster per session (tests/pg.py), a fresh database per test --
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A running PostgreSQL on 127.0.0.1 with a migrated template database; skipped (with
+    the reason) where PostgreSQL is not installed."""
+    import pg
+
+    reason = pg.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    from autoreply.store.postgres import PostgresStore
+
+    cluster = pg.Cluster()
+    try:
+        cluster.start()
+        cluster.admin(f"CREATE DATABASE {pg.TEMPLATE}")
+        PostgresStore(cluster.url(pg.TEMPLATE)).close()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> Iterator[str]:
+    """The URL of a fresh, migrated, empty database, dropped after the test."""
+    import pg
+
+    assert isinstance(pg_cluster, pg.Cluster)
+    name = pg_cluster.new_database()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)

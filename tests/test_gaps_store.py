@@ -1,9 +1,11 @@
-"""The store's gap-topic and weekly-report methods on real SQLite: topics and assignments
-round-trip, statuses survive updates, time windows are half-open, the migration is appended."""
+"""The store's gap-topic and weekly-report methods on real SQLite and PostgreSQL: topics and
+assignments round-trip, statuses survive updates, time windows are half-open; SQLite's
+migration is appended."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from autoreply.errors import NotFoundError
 from autoreply.models import Action, Priority, Reason, Role
+from autoreply.store import Store
 from autoreply.store.base import GapAssignment, GapTopic, TopicKind, TopicStatus
 from autoreply.store.migrations import MIGRATIONS, migrate
 from autoreply.store.sqlite import SQLiteStore
@@ -32,12 +35,20 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SQLiteStore:
-    return SQLiteStore(tmp_path / "s.db", now=clock)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    """The same tests on each backend: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        with SQLiteStore(tmp_path / "s.db", now=clock) as s:
+            yield s
+        return
+    from autoreply.store.postgres import PostgresStore
+
+    with PostgresStore(request.getfixturevalue("pg_url"), now=clock) as pg:
+        yield pg
 
 
-def gap(store: SQLiteStore, text: str, conversation: str = "c1") -> int:
+def gap(store: Store, text: str, conversation: str = "c1") -> int:
     return store.add_gap(
         question=text,
         normalized=text,
@@ -70,7 +81,7 @@ def row(gap_id: int, topic_id: int | None) -> GapAssignment:
     return GapAssignment(gap_id=gap_id, topic_id=topic_id, encoder="enc", vector=vector)
 
 
-def test_topics_and_assignments_round_trip(store: SQLiteStore) -> None:
+def test_topics_and_assignments_round_trip(store: Store) -> None:
     a, b, c = gap(store, "a"), gap(store, "b"), gap(store, "c")
     assert [g.id for g in store.unclustered_gaps()] == [a, b, c]
     store.save_gap_topics([topic(a)], [row(a, a), row(b, a), row(c, None)])
@@ -85,7 +96,7 @@ def test_topics_and_assignments_round_trip(store: SQLiteStore) -> None:
     assert [g.id for g in store.topic_gaps(topic_id=a)] == [b, a]
 
 
-def test_status_survives_updates_and_deletes(store: SQLiteStore) -> None:
+def test_status_survives_updates_and_deletes(store: Store) -> None:
     a, b = gap(store, "a"), gap(store, "b")
     store.save_gap_topics([topic(a), topic(b, kind=TopicKind.NEAR_MISS, entry_id="e")], [])
     store.set_gap_topic_status(a, TopicStatus.ACCEPTED)
@@ -106,7 +117,7 @@ def test_status_survives_updates_and_deletes(store: SQLiteStore) -> None:
     assert len(store.unclustered_gaps()) == 2
 
 
-def test_windows_are_half_open(store: SQLiteStore, clock: Clock) -> None:
+def test_windows_are_half_open(store: Store, clock: Clock) -> None:
     """[since, until) for gaps, replies, tickets and feedback."""
     week = (T0, T0 + timedelta(days=7))
     early = gap(store, "before")
@@ -147,7 +158,7 @@ def test_windows_are_half_open(store: SQLiteStore, clock: Clock) -> None:
 
 def test_migration_is_appended_and_upgrades_an_older_database(tmp_path: Path) -> None:
     names = [name for name, _ in MIGRATIONS]
-    assert names[-1] == "m003_gap_topics" and names.index("m003_gap_topics") == 2
+    assert names[:4] == ["m001_initial", "m002_agents", "m003_gap_topics", "m004_knowledge_version"]
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, where=str(path), migrations=MIGRATIONS[:2])

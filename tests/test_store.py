@@ -1,4 +1,5 @@
-"""The Store contract, run against every backend, plus SQLite's own file behaviour."""
+"""The Store contract, run against every backend (SQLite file, SQLite memory, PostgreSQL), plus
+SQLite's own file behaviour (PostgreSQL's is in test_store_postgres.py)."""
 
 from __future__ import annotations
 
@@ -631,5 +632,16 @@ class TestSQLiteMemory(StoreContract):
     @pytest.fixture
     def store(self, clock: Clock) -> Iterator[SQLiteStore]:
         store = SQLiteStore(":memory:", now=clock)
+        yield store
+        store.close()
+
+
+@pytest.mark.postgres
+class TestPostgres(StoreContract):
+    @pytest.fixture
+    def store(self, pg_url: str, clock: Clock) -> Iterator[Store]:
+        from autoreply.store.postgres import PostgresStore
+
+        store = PostgresStore(pg_url, now=clock)
         yield store
         store.close()

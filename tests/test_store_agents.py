@@ -1,12 +1,14 @@
 """The store's service tables: agents with hashed tokens, interceptions, deliveries, decision
-counts and the m002 migration."""
+counts, the knowledge version, on SQLite and PostgreSQL; and SQLite's m002 migration."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,10 +39,31 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "agents.db"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStore]:
-    with SQLiteStore(db_path, now=Clock()) as s:
-        yield s
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Store]:
+    """The same tests on each backend: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        with SQLiteStore(db_path, now=Clock()) as s:
+            yield s
+        return
+    from autoreply.store.postgres import PostgresStore
+
+    with PostgresStore(request.getfixturevalue("pg_url"), now=Clock()) as pg:
+        yield pg
+
+
+def raw_rows(store: Store, sql: str) -> list[Any]:
+    """Rows read straight from the backend's database, past the Store API."""
+    if isinstance(store, SQLiteStore):
+        conn = sqlite3.connect(store.path)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(store.url) as pg:  # type: ignore[attr-defined]
+        return pg.execute(sql).fetchall()  # type: ignore[call-overload, no-any-return]
 
 
 def open_ticket(store: Store, conv: str = "c1") -> int:
@@ -58,7 +81,7 @@ def open_ticket(store: Store, conv: str = "c1") -> int:
     return ticket.id
 
 
-def test_tokens_are_random_and_stored_only_hashed(store: SQLiteStore, db_path: Path) -> None:
+def test_tokens_are_random_and_stored_only_hashed(store: Store) -> None:
     """A token finds its agent; the database holds its sha256, never the token."""
     token = new_token()
     assert token.startswith("ar_") and len(token) > 40
@@ -67,9 +90,8 @@ def test_tokens_are_random_and_stored_only_hashed(store: SQLiteStore, db_path: P
     assert alice.role is AgentRole.AGENT and not alice.disabled and alice.expires_at is None
     assert store.agent_for_token(token) == alice
     assert store.agent_for_token(token + "x") is None
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT * FROM agents").fetchall()
-    conn.close()
+    rows = raw_rows(store, "SELECT * FROM agents")
+    assert len(rows) == 1
     assert token not in repr(rows)
     assert hash_token(token) in repr(rows)
 
@@ -173,7 +195,18 @@ def test_decision_counts_cover_every_action(store: Store) -> None:
     }
 
 
-def test_ping_and_closed_store(store: SQLiteStore) -> None:
+def test_knowledge_version_counts_reloads(store: Store) -> None:
+    """A new store is at version 0; each bump adds one and is read back, also concurrently."""
+    assert store.knowledge_version() == 0
+    assert store.bump_knowledge_version() == 1
+    assert store.knowledge_version() == 1
+    with ThreadPoolExecutor(4) as pool:
+        bumped = sorted(pool.map(lambda _: store.bump_knowledge_version(), range(8)))
+    assert bumped == list(range(2, 10))
+    assert store.knowledge_version() == 9
+
+
+def test_ping_and_closed_store(store: Store) -> None:
     """ping() answers on an open store and raises StoreError on a closed one."""
     store.ping()
     store.close()

@@ -2,8 +2,10 @@
 
 The lifespan builds the bot (``AutoReply.from_settings``: knowledge, index, store), the
 micro-batcher and the chat channels, and keeps them on ``app.state.service``; handlers reach
-them through ``Depends`` (``autoreply.api.state``). Middleware, outermost first: request id,
-JSON log line and request metrics; per-IP rate limit; body size limit.
+them through ``Depends`` (``autoreply.api.state``). A background task checks the store's
+knowledge version every few seconds, so a reload on one replica reaches all of them.
+Middleware, outermost first: request id, JSON log line and request metrics; per-IP rate
+limit; body size limit.
 
     uvicorn server:app            # settings from AUTOREPLY_* / autoreply.toml
     autoreply serve --port 8000   # the same, with options
@@ -11,6 +13,8 @@ JSON log line and request metrics; per-IP rate limit; body size limit.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -31,6 +35,11 @@ from autoreply.models import Message, Reply
 from autoreply.service import AutoReply
 from autoreply.settings import Settings
 
+log = logging.getLogger("autoreply.api")
+
+KNOWLEDGE_POLL_SECONDS = 5.0
+"""How often each replica checks whether another one reloaded the knowledge base."""
+
 DESCRIPTION = """\
 FAQ auto-reply for customer service: answers what it knows, hands the rest to a person.
 
@@ -50,10 +59,12 @@ def create_app(
     *,
     bot: AutoReply | None = None,
     encoder: Encoder | None = None,
+    knowledge_poll_seconds: float | None = KNOWLEDGE_POLL_SECONDS,
 ) -> FastAPI:
     """The service app. ``settings`` default to the environment (``Settings()``); pass a
     ready ``bot`` to serve it (it is not closed at shutdown), or an ``encoder`` to build the
-    bot with (tests pass ``HashingEncoder()``)."""
+    bot with (tests pass ``HashingEncoder()``). Every ``knowledge_poll_seconds`` the app
+    reloads if another replica did (``AutoReply.sync_knowledge``); None turns that off."""
     settings = settings or (bot.settings if bot is not None else Settings())
     limits = settings.server
     metrics = Metrics()
@@ -94,10 +105,18 @@ def create_app(
         )
         batcher.start()
         app.state.service = state
+        follower = (
+            None
+            if knowledge_poll_seconds is None
+            else asyncio.create_task(follow_reloads(state, every=knowledge_poll_seconds))
+        )
         try:
             await channels.start(app, state.handle)
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
             await batcher.close()
             await channels.close(app)
             del app.state.service
@@ -118,3 +137,16 @@ def create_app(
     app.add_middleware(IpRateLimit, buckets=ip_buckets, metrics=metrics)
     app.add_middleware(RequestContext, metrics=metrics)
     return app
+
+
+async def follow_reloads(state: ServiceState, *, every: float) -> None:
+    """Forever: every ``every`` seconds, reload if the knowledge base was reloaded elsewhere.
+    Runs under the admin lock, so it never overlaps this replica's own reload or upload; a
+    failure is logged and tried again at the next version change, the old index serving."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with state.admin_lock:
+                await in_own_thread(state.bot.sync_knowledge, name="autoreply-sync")
+        except Exception as exc:  # keep following: the next bump may well load
+            log.warning("knowledge sync failed", extra={"error": str(exc)})

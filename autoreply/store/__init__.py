@@ -9,13 +9,21 @@ from autoreply.store.base import Store
 
 __all__ = ["Store", "open_store"]
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def open_store(url: str | Path) -> Store:
     """Open the store a URL names: ``sqlite:///path/to.db``, ``sqlite://:memory:`` or a
-    plain file path (SQLite)."""
+    plain file path (SQLite), or ``postgresql://USER:PASSWORD@HOST:PORT/DBNAME`` (also
+    ``postgres://``; needs ``pip install 'autoreply[postgres]'``)."""
+    text = str(url)
+    if text.startswith(POSTGRES_SCHEMES):
+        from autoreply.store.postgres import PostgresStore
+
+        return PostgresStore(text)
+
     from autoreply.store.sqlite import SQLiteStore
 
-    text = str(url)
     if text.startswith("sqlite:///"):
         return SQLiteStore(text.removeprefix("sqlite:///"))
     if text in ("sqlite://", "sqlite://:memory:", ":memory:"):
@@ -23,6 +31,7 @@ def open_store(url: str | Path) -> Store:
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigError(
-            f"unsupported database URL scheme '{scheme}'; known: sqlite:///PATH (or a file path)"
+            f"unsupported database URL scheme '{scheme}'; known: sqlite:///PATH (or a file "
+            "path), postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         )
     return SQLiteStore(text)

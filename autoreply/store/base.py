@@ -2,7 +2,9 @@
 
 Conversations and their messages, tickets (the human queue), FAQ gaps, feedback and FAQ
 candidates; for the service also agents (bearer tokens, kept as sha256 only),
-prohibited-phrase interceptions and reply deliveries. Implementations: SQLiteStore (default).
+prohibited-phrase interceptions and reply deliveries, and the knowledge version that tells
+every replica of the service to reload. Implementations: SQLiteStore (default) and
+PostgresStore (several replicas sharing one database).
 Every method is one transaction. Times are timezone-aware UTC datetimes. Ownership rules
 live here, so every way in (library, CLI, service) enforces them the same way:
 
@@ -484,6 +486,16 @@ class Store(Protocol):
 
     def tickets_for_conversations(self, conversation_ids: list[str]) -> list[Ticket]:
         """Every ticket of these conversations, by id."""
+        ...
+
+    # -- knowledge version (reload propagation) -------------------------------------------
+    def knowledge_version(self) -> int:
+        """How many times the knowledge base was reloaded anywhere (0 for a new store).
+        Every replica polls it and reloads when it moves."""
+        ...
+
+    def bump_knowledge_version(self) -> int:
+        """Count one reload (atomically, also across processes) and return the new version."""
         ...
 
     # -- housekeeping --------------------------------------------------------------------

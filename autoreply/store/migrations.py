@@ -213,10 +213,25 @@ def m003_gap_topics(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tickets_resolved_at ON tickets (resolved_at)")
 
 
+def m004_knowledge_version(conn: sqlite3.Connection) -> None:
+    """One row counting knowledge reloads, so every process sharing the store reloads too."""
+    conn.execute(
+        """
+        CREATE TABLE knowledge_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL,
+            updated_at TEXT
+        )
+        """
+    )
+    conn.execute("INSERT INTO knowledge_version (id, version, updated_at) VALUES (1, 0, NULL)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_agents", m002_agents),
     ("m003_gap_topics", m003_gap_topics),
+    ("m004_knowledge_version", m004_knowledge_version),
 ]
 """Every migration autoreply knows, in the order they are applied."""
 
@@ -270,7 +285,13 @@ def migrate(
 
 
 def _refuse_newer(applied: list[str], known: list[tuple[str, Migration]], *, where: str) -> None:
-    names = [name for name, _ in known]
+    refuse_newer(applied, [name for name, _ in known], where=where)
+
+
+def refuse_newer(applied: list[str], names: list[str], *, where: str) -> None:
+    """StoreError unless the ``applied`` migration names are a prefix of ``names`` (the ones
+    this version knows): the database was written by a newer autoreply. Shared with the
+    PostgreSQL migrations."""
     if len(applied) > len(names) or applied != names[: len(applied)]:
         unknown = [name for name in applied if name not in names]
         detail = f" (unknown: {', '.join(unknown)})" if unknown else ""

@@ -1210,6 +1210,24 @@ class SQLiteStore:
                 found.extend(_ticket(row) for row in rows)
         return sorted(found, key=lambda t: t.id)
 
+    # -- knowledge version ---------------------------------------------------------------
+    def knowledge_version(self) -> int:
+        """How many times the knowledge base was reloaded anywhere (0 for a new store)."""
+        with self._tx(write=False) as conn:
+            row = conn.execute("SELECT version FROM knowledge_version WHERE id = 1").fetchone()
+        return 0 if row is None else int(row["version"])
+
+    def bump_knowledge_version(self) -> int:
+        """Count one reload and return the new version (BEGIN IMMEDIATE: also across
+        processes on one file)."""
+        with self._tx(write=True) as conn:
+            conn.execute(
+                "UPDATE knowledge_version SET version = version + 1, updated_at = ? WHERE id = 1",
+                (self._stamp(),),
+            )
+            row = conn.execute("SELECT version FROM knowledge_version WHERE id = 1").fetchone()
+        return int(row["version"])
+
     # -- housekeeping --------------------------------------------------------------------
     def ping(self) -> None:
         """Check that the database answers (StoreError if not): the service's readiness."""
