@@ -29,6 +29,7 @@ from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
 from autoreply.api.logs import RequestContext, configure_logging
 from autoreply.api.metrics import Metrics
 from autoreply.api.state import ServiceState
+from autoreply.console import router as console_router
 from autoreply.encoder import Encoder
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply
@@ -132,6 +133,7 @@ def create_app(
     install_error_handlers(app)
     for module in (customer, agents, admin, insights, ops):
         app.include_router(module.router)
+    app.include_router(console_router)  # the agent console and dashboard, under /console
     # add_middleware wraps: the last added runs first.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(IpRateLimit, buckets=ip_buckets, metrics=metrics)

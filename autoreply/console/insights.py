@@ -1,0 +1,188 @@
+"""The product pages: FAQ gap topics (counts, an 8-week sparkline, examples, the suggested
+entry to accept or dismiss) and the weekly report (week picker, charts, downloads).
+
+The same data as ``/v1/insights``: listing topics clusters new gaps first, and the report
+is ``autoreply.insights.weekly_report`` rendered by ``autoreply.weekly`` (the HTML report is
+shown in a frame exactly as downloaded). Accepting a topic is ``autoreply gaps accept``
+followed by a reload, and needs an admin.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from autoreply.api.batching import in_own_thread
+from autoreply.api.state import ServiceState
+from autoreply.console import editing
+from autoreply.console.i18n import Translator, pick_language
+from autoreply.console.render import field, page, read_form, redirect, render, secure, spark_points
+from autoreply.console.render import state_of as _state
+from autoreply.console.sessions import SessionDep
+from autoreply.errors import AutoreplyError, ConfigError
+from autoreply.gaps import suggest, update_topics
+from autoreply.insights import Week, WeeklyReport, parse_week, week_of, weekly_report
+from autoreply.store.base import TopicStatus
+from autoreply.weekly import to_csv, to_html, to_markdown
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+WEEKS = 8
+
+
+def _update(state: ServiceState) -> None:
+    update_topics(state.bot.store, state.bot.engine.index)
+
+
+def weekly_counts(created: list[datetime], *, now: datetime, weeks: int = WEEKS) -> list[int]:
+    """Gaps per 7-day window ending now, oldest first."""
+    counts = [0] * weeks
+    for when in created:
+        age = (now - when).days // 7
+        if 0 <= age < weeks:
+            counts[weeks - 1 - age] += 1
+    return counts
+
+
+@router.get("/gaps")
+@page
+async def gaps_page(request: Request, session: SessionDep, status: str = "open") -> Response:
+    state = _state(request)
+    async with state.admin_lock:
+        await in_own_thread(lambda: _update(state), name="autoreply-topics")
+    wanted = TopicStatus(status) if status in TopicStatus.__members__.values() else None
+    store, kb = state.bot.store, state.bot.kb
+    now = datetime.now(UTC)
+    topics: list[dict[str, Any]] = []
+    for topic in store.gap_topics(status=wanted)[:50]:
+        gaps = store.topic_gaps(topic_id=topic.id)
+        counts = weekly_counts([g.created_at for g in gaps], now=now)
+        topics.append(
+            {
+                "topic": topic,
+                "counts": counts,
+                "spark": spark_points(counts),
+                "examples": list(dict.fromkeys(g.question for g in gaps))[:5],
+                "suggestion": suggest(store, topic, kb=kb),
+            }
+        )
+    return render(
+        request,
+        "gaps.html",
+        session=session,
+        topics=topics,
+        status=status,
+        statuses=["open", "accepted", "dismissed", "all"],
+        targets=editing.target_names(state.bot),
+    )
+
+
+@router.post("/gaps/{topic_id}/{action}")
+@page
+async def gap_action(request: Request, topic_id: int, action: str, session: SessionDep) -> Response:
+    form = await read_form(request, session)
+    t = Translator(pick_language(request))
+    state = _state(request)
+    if not session.is_admin:
+        session.flash("error", t("admin_only"))
+        return redirect("/console/gaps")
+    try:
+        if action == "dismiss":
+            state.bot.store.set_gap_topic_status(topic_id, TopicStatus.DISMISSED)
+            session.flash("ok", t("dismissed_ok"))
+        elif action == "accept":
+            into = editing.pick_target(state.bot, field(form, "into"))
+            answer = field(form, "answer").strip() or None
+            async with state.admin_lock:
+                entry, count = await in_own_thread(
+                    lambda: editing.accept_topic(state.bot, topic_id, into=into, answer=answer),
+                    name="autoreply-reload",
+                )
+            session.flash("ok", t("accepted_ok", entry=entry.id, file=into.name, entries=count))
+    except AutoreplyError as exc:
+        session.flash("error", str(exc))
+    return redirect("/console/gaps")
+
+
+# -- the weekly report -----------------------------------------------------------------------
+
+
+def _week(state: ServiceState, week: str) -> Week:
+    tz = state.settings.hours.timezone
+    return parse_week(week, tz=tz) if week.strip() else week_of(datetime.now(UTC), tz=tz)
+
+
+async def _report(state: ServiceState, week: Week) -> WeeklyReport:
+    def build() -> WeeklyReport:
+        _update(state)
+        return weekly_report(state.bot.store, week, kb=state.bot.kb)
+
+    async with state.admin_lock:
+        return await in_own_thread(build, name="autoreply-report")
+
+
+def _neighbour(week: Week, days: int, tz: str) -> str:
+    return week_of(week.start + timedelta(days=days), tz=tz).label
+
+
+@router.get("/report")
+@page
+async def report_page(request: Request, session: SessionDep, week: str = "") -> Response:
+    state = _state(request)
+    try:
+        period = _week(state, week)
+    except ConfigError as exc:
+        session.flash("error", str(exc))
+        period = _week(state, "")
+    data = await _report(state, period)
+    tz = state.settings.hours.timezone
+    return render(
+        request,
+        "report.html",
+        session=session,
+        report=data,
+        week=period.label,
+        previous=_neighbour(period, -7, tz),
+        next=_neighbour(period, 7, tz),
+    )
+
+
+@router.get("/report/download")
+@page
+async def report_download(
+    request: Request, session: SessionDep, week: str = "", format: str = "html"
+) -> Response:
+    """The report as a file: ``html`` (inline also shown in the report page's frame),
+    ``md`` or ``csv`` (a zip of one CSV per table)."""
+    state = _state(request)
+    try:
+        period = _week(state, week)
+    except ConfigError as exc:
+        return secure(Response(str(exc), status_code=422, media_type="text/plain"))
+    data = await _report(state, period)
+    stem = f"weekly-{period.label}"
+    inline = request.query_params.get("inline") == "1"
+    if format == "md":
+        body, media, name = to_markdown(data).encode(), "text/markdown; charset=utf-8", "md"
+    elif format == "csv":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file, text in to_csv(data).items():
+                archive.writestr(f"{stem}/{file}", text.encode("utf-8"))
+        body, media, name = buffer.getvalue(), "application/zip", "zip"
+    else:
+        response = HTMLResponse(to_html(data))
+        if not inline:
+            response.headers["Content-Disposition"] = f'attachment; filename="{stem}.html"'
+        return secure(response)
+    return secure(
+        Response(
+            body,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{stem}.{name}"'},
+        )
+    )
