@@ -1,20 +1,119 @@
 """FaissIndex: inner-product search over unit vectors. Vectors and integer labels only.
 
 Each row carries an integer label (the caller's meaning: here, the FAQ entry a text belongs to).
-Exact search (IndexFlatIP) is used below ``hnsw_above`` rows; above it an HNSW graph keeps
-search fast on very large knowledge bases.
+Which faiss index holds the rows depends on their number (``IndexOptions``, kind ``auto``):
+
+- below ``exact_below`` rows (default 50,000): exact search, ``IndexFlatIP``. A single query
+  scans every row, still about a millisecond at that size, and recall is 1 by definition. Every
+  ordinary FAQ (the demo has 82 entries) stays here.
+- from ``exact_below`` rows on: ``IndexIVFFlat``, an inverted file over full float32 vectors.
+  ``nlist`` k-means lists (default: the power of two nearest ``4 * sqrt(rows)``, at most
+  ``rows / 39``), ``nprobe`` lists scanned per query (default ``max(16, nlist / 32)``). It
+  stores the raw vectors plus 16 bytes of ids and direct map per row, so its memory stays
+  within 1.02× the raw vectors; HNSW (``kind="hnsw"``) adds a graph of about ``8 * M`` bytes
+  per row and builds several times slower, for lower recall on clustered vectors at the
+  same latency (measured in ``bench/scale.py``, results in ``bench/results/scale.json``).
+
+The choice is made when rows are added; a flat index that grows past the threshold is rebuilt as
+the approximate one (trained on all its rows). The kind is saved next to the index.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from autoreply.errors import IndexStateError
+from autoreply.errors import ConfigError, IndexStateError
+
+EXACT_BELOW = 20_000
+"""Rows below which kind ``auto`` keeps exact search (see the module docstring)."""
+MIN_POINTS_PER_LIST = 39
+"""faiss k-means wants at least this many training points per centroid."""
+TRAIN_POINTS_PER_LIST = 64
+"""IVF training samples at most this many rows per list (k-means time, not recall)."""
+
+
+class IndexKind(StrEnum):
+    """The faiss index kinds FaissIndex can hold; ``auto`` picks one by size."""
+
+    AUTO = "auto"
+    FLAT = "flat"
+    IVF = "ivf"
+    HNSW = "hnsw"
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """Which index to build and how to search it. Zero means "choose from the row count"."""
+
+    kind: IndexKind = IndexKind.AUTO
+    exact_below: int = EXACT_BELOW
+    """``auto``: exact search below this many rows, IVF from it on."""
+    nlist: int = 0
+    """IVF lists (k-means centroids); 0: the power of two nearest 4·sqrt(rows)."""
+    nprobe: int = 0
+    """IVF lists scanned per query; 0: max(16, nlist / 32)."""
+    hnsw_m: int = 32
+    """HNSW neighbours per node (graph memory ≈ 8·M bytes per row)."""
+    ef_search: int = 128
+    """HNSW candidate list while searching (higher: better recall, slower)."""
+    ef_construction: int = 80
+    """HNSW candidate list while building."""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", IndexKind(self.kind))
+        except ValueError:
+            known = ", ".join(k.value for k in IndexKind)
+            raise ConfigError(f"index option kind is {self.kind!r}; known: {known}") from None
+        for name, low in (
+            ("exact_below", 1),
+            ("nlist", 0),
+            ("nprobe", 0),
+            ("hnsw_m", 2),
+            ("ef_search", 1),
+            ("ef_construction", 1),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(
+                    f"index option {name} is {value!r}: it must be an integer ≥ {low}"
+                )
+        if self.nlist and self.nprobe > self.nlist:
+            raise ConfigError(
+                f"index option nprobe ({self.nprobe}) is more than nlist ({self.nlist}): "
+                "lower nprobe (nprobe = nlist is exact search, only slower)"
+            )
+
+    def kind_for(self, rows: int) -> IndexKind:
+        """The concrete kind for an index of ``rows`` rows."""
+        if self.kind is not IndexKind.AUTO:
+            return self.kind
+        return IndexKind.FLAT if rows < self.exact_below else IndexKind.IVF
+
+    def nlist_for(self, rows: int) -> int:
+        """IVF lists for ``rows`` training rows (raises when an explicit nlist cannot fit)."""
+        if self.nlist:
+            if self.nlist > rows:
+                raise ConfigError(
+                    f"index option nlist ({self.nlist}) is more than the rows to index "
+                    f"({rows}): lower nlist or set it to 0 (chosen from the row count)"
+                )
+            return self.nlist
+        wanted = 2 ** round(math.log2(max(1.0, 4 * math.sqrt(rows))))
+        return max(1, min(wanted, rows // MIN_POINTS_PER_LIST))
+
+    def nprobe_for(self, nlist: int) -> int:
+        """IVF lists scanned per query for an index of ``nlist`` lists."""
+        if self.nprobe:
+            return min(self.nprobe, nlist)
+        return min(nlist, max(16, nlist // 32))
 
 
 @dataclass(frozen=True)
@@ -29,10 +128,9 @@ class Hits:
 class FaissIndex:
     """Vectors (unit L2 norm) with one integer label per row."""
 
-    def __init__(self, dim: int, *, hnsw_above: int = 200_000, hnsw_m: int = 32) -> None:
+    def __init__(self, dim: int, *, options: IndexOptions | None = None) -> None:
         self.dim = dim
-        self.hnsw_above = hnsw_above
-        self.hnsw_m = hnsw_m
+        self.options = options or IndexOptions()
         self._index: faiss.Index = faiss.IndexFlatIP(dim)
         self._labels = np.zeros(0, dtype=np.int64)
 
@@ -40,8 +138,24 @@ class FaissIndex:
         return int(self._index.ntotal)
 
     @property
-    def kind(self) -> str:
-        return "hnsw" if isinstance(self._index, faiss.IndexHNSWFlat) else "flat"
+    def kind(self) -> IndexKind:
+        """The kind of the faiss index now holding the rows."""
+        return _kind_of(self._index)
+
+    @property
+    def params(self) -> dict[str, int]:
+        """The parameters of the index now holding the rows (for manifests and benchmarks)."""
+        if isinstance(self._index, faiss.IndexIVFFlat):
+            return {"nlist": int(self._index.nlist), "nprobe": int(self._index.nprobe)}
+        if isinstance(self._index, faiss.IndexHNSWFlat):
+            hnsw = self._index.hnsw
+            m = int(hnsw.nb_neighbors(1))
+            return {
+                "m": m,
+                "ef_search": int(hnsw.efSearch),
+                "ef_construction": int(hnsw.efConstruction),
+            }
+        return {}
 
     @property
     def labels(self) -> np.ndarray:
@@ -57,20 +171,39 @@ class FaissIndex:
             )
         if len(labels) != len(vectors):
             raise IndexStateError(f"{len(vectors)} vectors but {len(labels)} labels")
-        total = len(self) + len(vectors)
-        if total > self.hnsw_above and self.kind == "flat":
-            self._to_hnsw()
-        self._index.add(vectors)
+        if not len(vectors):
+            return
+        wanted = self.options.kind_for(len(self) + len(vectors))
+        if self.kind is IndexKind.FLAT and wanted is not IndexKind.FLAT:
+            # Grown past the threshold (or an approximate kind asked for): rebuild from all rows.
+            if len(self):
+                vectors = np.concatenate([self.vectors(), vectors])
+            self._index = self._build(wanted, vectors)
+        else:
+            self._index.add(vectors)  # an IVF index keeps its lists and direct map up to date
         self._labels = np.concatenate([self._labels, labels])
 
-    def _to_hnsw(self) -> None:
-        old = self._index
-        index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
-        if old.ntotal:
-            index.add(old.reconstruct_n(0, old.ntotal))
-        self._index = index
+    def _build(self, kind: IndexKind, vectors: np.ndarray) -> faiss.Index:
+        opts = self.options
+        if kind is IndexKind.HNSW:
+            index = faiss.IndexHNSWFlat(self.dim, opts.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = opts.ef_construction
+            index.hnsw.efSearch = opts.ef_search
+            index.add(vectors)
+            return index
+        nlist = opts.nlist_for(len(vectors))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors
+        cap = nlist * TRAIN_POINTS_PER_LIST
+        if len(vectors) > cap:
+            pick = np.random.default_rng(0).choice(len(vectors), cap, replace=False)
+            sample = vectors[np.sort(pick)]
+        ivf.train(sample)
+        ivf.nprobe = opts.nprobe_for(nlist)
+        ivf.add(vectors)
+        ivf.make_direct_map()  # reconstruct() by row, for vectors()
+        return ivf
 
     def search(self, queries: np.ndarray, *, k: int = 50) -> Hits:
         """The k nearest rows for each query (inner product, higher is closer)."""
@@ -91,17 +224,35 @@ class FaissIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self._index.reconstruct_n(0, len(self)), dtype=np.float32)
 
+    def nbytes(self) -> int:
+        """Size of the serialized faiss index (vectors, ids, lists or graph), labels excluded.
+
+        Counted while writing to a callback, so a large index is not copied to measure it.
+        """
+        total = 0
+
+        def count(chunk: bytes) -> int:
+            nonlocal total
+            total += len(chunk)
+            return len(chunk)
+
+        writer = faiss.PyCallbackIOWriter(count)
+        faiss.write_index(self._index, writer)
+        del writer  # flushes the last chunk
+        return total
+
     def save(self, folder: Path) -> None:
-        """Write ``index.faiss`` and ``labels.npy`` into ``folder``."""
+        """Write ``index.faiss``, ``labels.npy`` and ``index.json`` (kind, parameters)."""
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self._index, str(folder / "index.faiss"))
         np.save(folder / "labels.npy", self._labels)
-        (folder / "index.json").write_text(
-            json.dumps({"dim": self.dim, "rows": len(self), "kind": self.kind}), encoding="utf-8"
-        )
+        meta = {"dim": self.dim, "rows": len(self), "kind": self.kind.value, "params": self.params}
+        (folder / "index.json").write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path) -> FaissIndex:
+    def load(cls, folder: Path, *, options: IndexOptions | None = None) -> FaissIndex:
+        """Read an index written by ``save``. The search settings of ``options`` (``nprobe``
+        when not 0, ``ef_search``) replace the saved ones; the kind stays what was built."""
         try:
             meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
             raw = faiss.read_index(str(folder / "index.faiss"))
@@ -111,11 +262,28 @@ class FaissIndex:
                 f"cannot read the index in {folder} ({exc}): delete the folder or run "
                 "'autoreply index build' to rebuild it"
             ) from exc
-        if raw.ntotal != len(labels) or raw.d != meta.get("dim"):
+        if (
+            not isinstance(meta, dict)
+            or raw.d != meta.get("dim")
+            or raw.ntotal != len(labels)
+            or _kind_of(raw) != meta.get("kind", IndexKind.FLAT.value)
+        ):
             raise IndexStateError(
                 f"the index in {folder} is inconsistent: rebuild it with 'autoreply index build'"
             )
-        index = cls(int(meta["dim"]))
+        index = cls(int(raw.d), options=options)
         index._index = raw
         index._labels = labels.astype(np.int64)
+        if options is not None and isinstance(raw, faiss.IndexIVFFlat) and options.nprobe:
+            raw.nprobe = options.nprobe_for(int(raw.nlist))
+        if options is not None and isinstance(raw, faiss.IndexHNSWFlat):
+            raw.hnsw.efSearch = options.ef_search
         return index
+
+
+def _kind_of(index: faiss.Index) -> IndexKind:
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return IndexKind.HNSW
+    if isinstance(index, faiss.IndexIVFFlat):
+        return IndexKind.IVF
+    return IndexKind.FLAT

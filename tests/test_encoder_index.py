@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from autoreply.encoder import HashingEncoder, SentenceTransformerEncoder, get_encoder
-from autoreply.errors import EncoderError, IndexStateError
-from autoreply.index import FaissIndex
+from autoreply.errors import ConfigError, EncoderError, IndexStateError
+from autoreply.index import FaissIndex, IndexKind, IndexOptions
 
 
 def test_hashing_encoder_is_deterministic_and_normalized() -> None:
@@ -63,15 +63,132 @@ def test_index_search_returns_labels(tmp_path: Path) -> None:
     assert len(again) == 50 and again.search(vectors[7], k=1).labels[0, 0] == 1
 
 
-def test_large_index_switches_to_hnsw_with_good_recall() -> None:
-    vectors = _random(3000, 32, seed=1)
-    index = FaissIndex(32, hnsw_above=1000)
-    index.add(vectors, np.arange(3000))
-    assert index.kind == "hnsw"
-    queries = vectors[:200] + 0.05 * _random(200, 32, seed=2)
+def _clustered(n: int, dim: int, *, centres: int = 60, seed: int = 0) -> np.ndarray:
+    """Unit vectors around random centres: FAQ texts come in groups of paraphrases, and
+    approximate search is only meaningful on data with structure."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, dim)).astype(np.float32)
+    v = middle[rng.integers(0, centres, n)] + 0.6 * rng.standard_normal((n, dim))
+    v = v.astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _recall_at_1(index: FaissIndex, vectors: np.ndarray, seed: int = 2) -> float:
+    """Share of perturbed-row queries whose top row is the exact (brute-force) top row."""
+    rng = np.random.default_rng(seed)
+    queries = vectors[:200] + 0.05 * rng.standard_normal((200, vectors.shape[1]))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
     exact = (queries @ vectors.T).argmax(axis=1)
     found = index.search(queries, k=1).rows[:, 0]
-    assert (found == exact).mean() >= 0.95
+    return float((found == exact).mean())
+
+
+def test_auto_kind_is_exact_below_the_threshold_and_ivf_above() -> None:
+    """Kind auto keeps exact search below exact_below rows and builds IVF from it on."""
+    vectors = _clustered(3000, 32, seed=1)
+    small = FaissIndex(32, options=IndexOptions(exact_below=3001))
+    small.add(vectors, np.arange(3000))
+    assert small.kind is IndexKind.FLAT and small.params == {}
+    large = FaissIndex(32, options=IndexOptions(exact_below=1000))
+    large.add(vectors, np.arange(3000))
+    assert large.kind is IndexKind.IVF
+    assert large.params == {"nlist": 76, "nprobe": 16}  # 3000 // 39 lists; nprobe at least 16
+    assert _recall_at_1(large, vectors) >= 0.95
+
+
+def test_hnsw_when_asked_for_has_good_recall() -> None:
+    """Kind hnsw builds the graph at any size, with recall@1 >= 0.95 against exact search."""
+    vectors = _clustered(3000, 32, seed=3)
+    index = FaissIndex(32, options=IndexOptions(kind=IndexKind.HNSW))
+    index.add(vectors, np.arange(3000))
+    assert index.kind is IndexKind.HNSW
+    assert index.params == {"m": 32, "ef_search": 128, "ef_construction": 80}
+    assert _recall_at_1(index, vectors) >= 0.95
+
+
+def test_a_flat_index_growing_past_the_threshold_is_rebuilt_with_every_row() -> None:
+    """Rows added past exact_below rebuild the flat index as IVF over all rows, labels kept;
+    later rows go into the existing lists."""
+    vectors = _clustered(2500, 16, seed=4)
+    index = FaissIndex(16, options=IndexOptions(exact_below=2000))
+    index.add(vectors[:1500], np.arange(1500) + 10)
+    assert index.kind is IndexKind.FLAT
+    index.add(vectors[1500:], np.arange(1000) + 1510)
+    assert index.kind is IndexKind.IVF and len(index) == 2500
+    np.testing.assert_allclose(index.vectors(), vectors, atol=1e-6)
+    np.testing.assert_array_equal(index.labels, np.arange(2500) + 10)
+    assert index.search(vectors[7], k=1).labels[0, 0] == 17
+    assert index.search(vectors[2000], k=1).labels[0, 0] == 2010
+    index.add(vectors[:3], np.array([-5, -6, -7]))
+    assert index.kind is IndexKind.IVF and len(index) == 2503
+    assert set(index.search(vectors[2], k=2).labels[0].tolist()) == {12, -7}
+    np.testing.assert_allclose(index.vectors()[-3:], vectors[:3], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [IndexOptions(exact_below=1000, nprobe=4), IndexOptions(kind=IndexKind.HNSW, hnsw_m=8)],
+    ids=["ivf", "hnsw"],
+)
+def test_save_and_load_keep_the_kind_labels_and_results(
+    tmp_path: Path, options: IndexOptions
+) -> None:
+    """An approximate index loads back as the same kind, labels and hits."""
+    vectors = _clustered(2000, 16, seed=5)
+    index = FaissIndex(16, options=options)
+    index.add(vectors, np.arange(2000) // 2)
+    index.save(tmp_path / "idx")
+    again = FaissIndex.load(tmp_path / "idx")
+    assert again.kind is index.kind and again.params == index.params
+    np.testing.assert_array_equal(again.labels, index.labels)
+    before, after = index.search(vectors[:20], k=5), again.search(vectors[:20], k=5)
+    np.testing.assert_array_equal(before.rows, after.rows)
+    assert again.search(vectors[9], k=1).labels[0, 0] == 4
+    assert again.nbytes() == (tmp_path / "idx" / "index.faiss").stat().st_size
+    if index.kind is IndexKind.IVF:  # 16 bytes of id and direct map per row; HNSW adds a graph
+        assert index.nbytes() < 1.5 * vectors.nbytes
+
+
+def test_load_takes_new_search_settings_but_keeps_what_was_built(tmp_path: Path) -> None:
+    index = FaissIndex(16, options=IndexOptions(exact_below=1000, nprobe=4))
+    index.add(_clustered(2000, 16, seed=6), np.arange(2000))
+    index.save(tmp_path / "idx")
+    wider = FaissIndex.load(tmp_path / "idx", options=IndexOptions(kind=IndexKind.HNSW, nprobe=8))
+    assert wider.kind is IndexKind.IVF and wider.params["nprobe"] == 8
+
+
+def test_saved_kind_that_does_not_match_says_rebuild(tmp_path: Path) -> None:
+    index = FaissIndex(16)
+    index.add(_random(10, 16), np.arange(10))
+    index.save(tmp_path)
+    (tmp_path / "index.json").write_text('{"dim": 16, "kind": "hnsw"}', encoding="utf-8")
+    with pytest.raises(IndexStateError, match="inconsistent: rebuild"):
+        FaissIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"kind": "annoy"}, "index option kind is 'annoy'; known: auto, flat, ivf, hnsw"),
+        ({"exact_below": 0}, "index option exact_below is 0"),
+        ({"nlist": -1}, "index option nlist is -1"),
+        ({"nprobe": 2.5}, "index option nprobe is 2.5"),
+        ({"hnsw_m": True}, "index option hnsw_m is True"),
+        ({"ef_search": 0}, "index option ef_search is 0"),
+        ({"ef_construction": 0}, "index option ef_construction is 0"),
+        ({"nlist": 8, "nprobe": 9}, r"index option nprobe \(9\) is more than nlist \(8\)"),
+    ],
+)
+def test_bad_index_options_name_the_option(options: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        IndexOptions(**options)  # type: ignore[arg-type]
+
+
+def test_nlist_larger_than_the_rows_says_what_to_do() -> None:
+    index = FaissIndex(8, options=IndexOptions(kind=IndexKind.IVF, nlist=64))
+    with pytest.raises(ConfigError, match=r"index option nlist \(64\).*lower nlist"):
+        index.add(_random(10, 8), np.arange(10))
+    assert len(index) == 0
 
 
 def test_wrong_dimension_says_rebuild() -> None:
