@@ -114,6 +114,27 @@ class Message(BaseModel):
     """Free-form; understood keys: ``vip`` (bool), ``agent_id`` (preferred agent), ``name``,
     ``picked`` (the entry id the customer chose from a clarification)."""
 
+    @field_validator("metadata")
+    @classmethod
+    def _valid_unicode(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # JSON can escape lone surrogates ("\ud800") that no database stores as text.
+        todo: list[Any] = [value]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, dict):
+                todo += [*item, *item.values()]
+            elif isinstance(item, list):
+                todo += item
+            elif isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(
+                        f"text {item[:40]!r} holds a lone surrogate, which is not valid "
+                        "Unicode; send UTF-8 text"
+                    ) from None
+        return value
+
     @property
     def conversation(self) -> str:
         """The conversation id, defaulting to one conversation per user and channel."""

@@ -16,6 +16,7 @@ the same on any knowledge base, and no labelled data is needed to start.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,11 @@ class Head:
         mean = vectors.mean(axis=0)
         scale = vectors.std(axis=0) + 1e-6
         model = LogisticRegression(C=c, max_iter=1000)
-        model.fit((vectors - mean) / scale, labels)
+        with warnings.catch_warnings():
+            # One class per entry: an FAQ whose entries have few variants always has more
+            # classes than half its texts, which sklearn mistakes for a regression problem.
+            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
+            model.fit((vectors - mean) / scale, labels)
         weights = model.coef_ / scale
         biases = model.intercept_ - weights @ mean
         if len(present) == 2:  # sklearn keeps one row for two classes

@@ -277,49 +277,54 @@ class AutoReply:
         history: list[StoredMessage],
         active: Ticket | None,
     ) -> Reply:
-        """Store the customer message and the bot's reply; open a ticket or log a gap."""
+        """Store the customer message and the bot's reply; open a ticket or log a gap.
+
+        All in one transaction: a crash half-way leaves none of it, so the channel's retry
+        of the message is handled afresh (a customer message stored without its reply
+        would make every retry a ConflictError)."""
         conv = msg.conversation
-        try:
-            customer = self.store.add_message(
+        with self.store.atomic():
+            try:
+                customer = self.store.add_message(
+                    conversation_id=conv,
+                    user_id=msg.user_id,
+                    channel=msg.channel,
+                    role=Role.CUSTOMER,
+                    text=msg.text,
+                    external_id=msg.message_id,
+                    ticket_id=active.id if active else None,
+                )
+            except ConflictError:
+                earlier = self._earlier_reply(msg)  # the same message raced in concurrently
+                if earlier is not None:
+                    return earlier
+                raise
+            ticket = active
+            gap_id = None
+            if decision.reason in GAP_REASONS:
+                gap_id = self._log_gap(msg, decision)
+            if decision.action is Action.ESCALATE and active is None:
+                ticket = self._open_ticket(msg, decision, history, customer)
+            text = decision.text
+            out_of_hours, next_open = False, None
+            if ticket is not None and active is None:
+                now = self._now()
+                if not self.hours.is_open(now):
+                    out_of_hours, next_open = True, self.hours.next_open(now)
+                    text = f"{text}\n{self._out_of_hours_text(msg.text, next_open)}"
+            bot = self.store.add_message(
                 conversation_id=conv,
                 user_id=msg.user_id,
                 channel=msg.channel,
-                role=Role.CUSTOMER,
-                text=msg.text,
-                external_id=msg.message_id,
-                ticket_id=active.id if active else None,
+                role=Role.BOT,
+                text=text,
+                action=decision.action,
+                reason=decision.reason,
+                entry_id=decision.entry_id,
+                confidence=decision.confidence,
+                ticket_id=ticket.id if ticket else None,
+                reply_to=customer.id,
             )
-        except ConflictError:
-            earlier = self._earlier_reply(msg)  # the same message raced in concurrently
-            if earlier is not None:
-                return earlier
-            raise
-        ticket = active
-        gap_id = None
-        if decision.reason in GAP_REASONS:
-            gap_id = self._log_gap(msg, decision)
-        if decision.action is Action.ESCALATE and active is None:
-            ticket = self._open_ticket(msg, decision, history, customer)
-        text = decision.text
-        out_of_hours, next_open = False, None
-        if ticket is not None and active is None:
-            now = self._now()
-            if not self.hours.is_open(now):
-                out_of_hours, next_open = True, self.hours.next_open(now)
-                text = f"{text}\n{self._out_of_hours_text(msg.text, next_open)}"
-        bot = self.store.add_message(
-            conversation_id=conv,
-            user_id=msg.user_id,
-            channel=msg.channel,
-            role=Role.BOT,
-            text=text,
-            action=decision.action,
-            reason=decision.reason,
-            entry_id=decision.entry_id,
-            confidence=decision.confidence,
-            ticket_id=ticket.id if ticket else None,
-            reply_to=customer.id,
-        )
         log.info(
             "handled",
             extra={

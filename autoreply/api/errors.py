@@ -15,7 +15,8 @@ AutoreplyError                  status  type
       ├── Invalid               422     invalid
       ├── ProhibitedPhrase      422     prohibited_phrase (+ phrase)
       └── RateLimited           429     rate_limited (+ Retry-After)
-Request validation errors are 422 ``invalid`` with ``errors: [{field, problem}]``; HTTP errors
+Request validation errors, and JSON bodies that cannot be read (not UTF-8, nested too deeply),
+are 422 ``invalid`` with ``errors: [{field, problem}]``; HTTP errors
 from routing (404, 405) keep their status with type ``http``.
 """
 
@@ -162,6 +163,17 @@ def validation_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [_problem(dict(e)) for e in errors]
 
 
+def _unreadable_body(cause: BaseException | None) -> str | None:
+    """Why FastAPI could not read a JSON body ("There was an error parsing the body")."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid UTF-8 (byte {cause.start}); send JSON as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the request body is nested too deeply to read; send flatter JSON"
+    if isinstance(cause, ValueError):  # e.g. an integer with more than 4300 digits
+        return f"the request body is not valid JSON: {cause}"
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """One handler for AutoreplyError; validation and routing errors in the same JSON shape."""
 
@@ -191,6 +203,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and (problem := _unreadable_body(exc.__cause__)):
+            errors = [{"field": "body", "problem": problem}]
+            return JSONResponse(error_body("invalid", problem, errors=errors), status_code=422)
         return JSONResponse(
             error_body("http", str(exc.detail)),
             status_code=exc.status_code,

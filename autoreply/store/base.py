@@ -5,8 +5,9 @@ candidates; for the service also agents (bearer tokens, kept as sha256 only),
 prohibited-phrase interceptions and reply deliveries, and the knowledge version that tells
 every replica of the service to reload. Implementations: SQLiteStore (default) and
 PostgresStore (several replicas sharing one database).
-Every method is one transaction. Times are timezone-aware UTC datetimes. Ownership rules
-live here, so every way in (library, CLI, service) enforces them the same way:
+Every method is one transaction (``atomic()`` groups several into one). Times are
+timezone-aware UTC datetimes. Ownership rules live here, so every way in (library, CLI,
+service) enforces them the same way:
 
 - a ticket is ``open`` until an agent claims it; the claimer owns it (first-ask responsibility);
 - only the owner replies to, resolves or transfers a claimed ticket (OwnershipError otherwise);
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from contextlib import AbstractContextManager
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -186,6 +188,12 @@ class Delivery(BaseModel):
 @runtime_checkable
 class Store(Protocol):
     """Persistence for conversations, tickets, gaps, feedback and FAQ candidates."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction for every call made inside (in this thread): all of them are
+        stored or, on an exception or a crash, none. Nested ``atomic()`` joins the outer one.
+        A customer message, its gap, ticket and the bot's reply go in together this way."""
+        ...
 
     # -- conversations -------------------------------------------------------------------
     def add_message(

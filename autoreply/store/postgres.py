@@ -199,6 +199,7 @@ class PostgresStore:
         self._timeout = timeout
         self._closed = False
         self._close_lock = threading.Lock()
+        self._atomic = threading.local()  # .conn: this thread's atomic() transaction
         self._migrate()
         self._pool: ConnectionPool[Connection[Row]] = psycopg_pool.ConnectionPool(
             url,
@@ -278,11 +279,30 @@ class PostgresStore:
         return StoreError(f"{self._where}: database error: {_oneline(exc)}")
 
     @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction for every call inside, in this thread (see ``Store.atomic``)."""
+        if getattr(self._atomic, "conn", None) is not None:
+            yield
+            return
+        with self._tx() as conn:
+            self._atomic.conn = conn
+            try:
+                yield
+            finally:
+                self._atomic.conn = None
+
+    @contextmanager
     def _tx(self) -> Iterator[Connection[Row]]:
-        """One transaction on a pooled connection; psycopg errors come out as StoreError."""
+        """One transaction on a pooled connection; psycopg errors come out as StoreError.
+        Inside ``atomic()`` it is a savepoint in the transaction already open."""
         if self._closed:
             raise StoreError(f"{self._where}: the store is closed; open it again")
+        outer: Connection[Row] | None = getattr(self._atomic, "conn", None)
         try:
+            if outer is not None:
+                with outer.transaction():
+                    yield outer
+                return
             with self._pool.connection() as conn, conn.transaction():
                 yield conn
         except self._psycopg.Error as exc:

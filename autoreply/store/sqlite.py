@@ -175,6 +175,7 @@ class SQLiteStore:
         self._where = str(self.path)
         self._now = now or _utcnow
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open under the lock (more than one: atomic())
         self._closed = False
         self._conn = self._connect()
 
@@ -229,21 +230,42 @@ class SQLiteStore:
         return StoreError(f"{self._where}: database error: {exc}")
 
     @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One write transaction for every call inside (see ``Store.atomic``)."""
+        with self._tx(write=True):
+            yield
+
+    @contextmanager
     def _tx(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock; sqlite3 errors come out as StoreError."""
+        """One transaction under the lock; sqlite3 errors come out as StoreError. Inside
+        ``atomic()`` (this thread holds the lock) it joins the transaction already open."""
         with self._lock:
             conn = self._conn
+            if self._depth:
+                try:
+                    yield conn
+                except sqlite3.Error as exc:
+                    raise self._wrap(exc) from exc
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.Error as exc:
                 raise self._wrap(exc) from exc
+            self._depth += 1
             try:
                 yield conn
             except BaseException as exc:
                 self._rollback(conn)
                 if isinstance(exc, sqlite3.Error):
                     raise self._wrap(exc) from exc
+                if isinstance(exc, OverflowError):  # an id past SQLite's 64-bit integers
+                    raise NotFoundError(
+                        f"nothing is stored under an id that large ({exc}); ids go up to "
+                        f"{2**63 - 1}"
+                    ) from exc
                 raise
+            finally:
+                self._depth -= 1
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
