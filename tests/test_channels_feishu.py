@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ def encrypted_request(payload: dict[str, Any], *, sign: bool = True) -> dict[str
     body = json.dumps({"encrypt": reference_encrypt(json.dumps(payload))}).encode()
     headers = {"Content-Type": "application/json"}
     if sign:
-        ts, nonce = "1718000000", "n0nce"
+        ts, nonce = str(int(time.time())), "n0nce"  # an old timestamp is refused
         digest = hashlib.sha256((ts + nonce + ENCRYPT_KEY).encode() + body).hexdigest()
         headers |= {
             "X-Lark-Request-Timestamp": ts,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import struct
+import time
 from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
@@ -121,8 +122,9 @@ def inbound(content: str = "怎么退款", *, msg_type: str = "text", receive_id
 
 def post(client: TestClient, inner: str, *, signature: str | None = None, **kw: str) -> Any:
     encrypted = reference_encrypt(inner, **kw)
-    sig = signature or reference_signature(TOKEN, "1409659813", "1372623149", encrypted)
-    query = urlencode({"msg_signature": sig, "timestamp": "1409659813", "nonce": "1372623149"})
+    now = str(int(time.time()))  # WeCom's callbacks are refused when their timestamp is old
+    sig = signature or reference_signature(TOKEN, now, "1372623149", encrypted)
+    query = urlencode({"msg_signature": sig, "timestamp": now, "nonce": "1372623149"})
     body = (
         f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>"
         f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"

@@ -61,7 +61,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or 400 with the reason."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "request body must be a JSON object")
@@ -203,6 +203,19 @@ class Channel(ABC):
             extra={"channel": self.name, "reason": reason, "remote_ip": ip},
         )
         return HTTPException(401, f"{self.name}: {reason}")
+
+    def check_fresh(
+        self, request: Request, timestamp: str, max_skew_seconds: float, *, millis: bool = False
+    ) -> None:
+        """Refuse (401) a signed request whose timestamp is missing, malformed or further than
+        ``max_skew_seconds`` from now: a correct signature on an old request is a replay."""
+        try:
+            sent = int(timestamp) / (1000 if millis else 1)
+        except ValueError:
+            raise self.reject(request, f"malformed timestamp {timestamp[:20]!r}") from None
+        skew = abs(time.time() - sent)
+        if skew > max_skew_seconds:
+            raise self.reject(request, f"timestamp {skew:.0f}s away from now (replay?)")
 
     async def reply_later(
         self, handle: Handler, message: Message, deliver: Callable[[str], Awaitable[None]]

@@ -28,6 +28,8 @@ class WeComConfig(BaseModel):
     corp_secret: str = ""
     agent_id: str = ""
     api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    max_skew_seconds: int = 300
+    """A signed callback whose ``timestamp`` is further from now is refused (a replay)."""
 
 
 class DingTalkConfig(BaseModel):
@@ -42,6 +44,8 @@ class FeishuConfig(BaseModel):
     app_id: str = ""
     app_secret: str = ""
     api_base: str = "https://open.feishu.cn/open-apis"
+    max_skew_seconds: int = 300
+    """A signed event whose ``X-Lark-Request-Timestamp`` is further from now is refused."""
 
 
 class ChatwootConfig(BaseModel):

@@ -104,12 +104,7 @@ class DingTalkChannel(Channel):
         sign = request.headers.get("sign")
         if not timestamp or not sign:
             raise self.reject(request, "missing timestamp or sign header")
-        try:
-            skew = abs(time.time() * 1000 - int(timestamp)) / 1000
-        except ValueError:
-            raise self.reject(request, "malformed timestamp") from None
-        if skew > cfg.max_skew_seconds:
-            raise self.reject(request, f"timestamp {skew:.0f}s away from now (replay?)")
+        self.check_fresh(request, timestamp, cfg.max_skew_seconds, millis=True)
         if not same(sign, dingtalk_sign(cfg.app_secret, timestamp)):
             raise self.reject(request, "bad sign")
 

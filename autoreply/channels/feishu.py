@@ -2,7 +2,8 @@
 
 With an Encrypt Key set, Feishu sends ``{"encrypt": base64(iv + AES-256-CBC(event))}`` with
 key = sha256(encrypt_key) and PKCS#7 padding, plus ``X-Lark-Signature = sha256(timestamp +
-nonce + encrypt_key + raw body)`` (hex); a plain body or a wrong signature then gets 401.
+nonce + encrypt_key + raw body)`` (hex); a plain body, a wrong signature or a timestamp more
+than ``max_skew_seconds`` from now (a replay) then gets 401.
 Either way the (decrypted) event's verification token must match, else 401. The
 ``url_verification`` challenge is echoed. ``im.message.receive_v1`` text messages are
 acknowledged at once and answered in a background task (Feishu waits 3 s, then redelivers with
@@ -150,6 +151,7 @@ class FeishuChannel(Channel):
             nonce = request.headers.get("x-lark-request-nonce", "")
             if not same(signature, lark_signature(timestamp, nonce, key, body)):
                 raise self.reject(request, "bad X-Lark-Signature")
+            self.check_fresh(request, timestamp, self.config.feishu.max_skew_seconds)
         encrypted = data.get("encrypt")
         if not isinstance(encrypted, str):
             raise self.reject(request, "body is not encrypted but an encrypt key is set")

@@ -2,7 +2,8 @@
 
 ``GET`` is the URL check: ``msg_signature = sha1("".join(sorted([token, timestamp, nonce,
 echostr])))``; the decrypted ``echostr`` goes back as plain text. ``POST`` carries
-``<xml><Encrypt>…</Encrypt></xml>``, signed the same way over ``Encrypt``; the decrypted message
+``<xml><Encrypt>…</Encrypt></xml>``, signed the same way over ``Encrypt`` (a ``timestamp`` more
+than ``max_skew_seconds`` from now is refused as a replay); the decrypted message
 (``MsgType`` text) is answered in the HTTP response as an encrypted passive reply (WeCom waits
 5 s, so ``handle`` must be quick). Agent replies later go through ``message/send`` with an
 access token from ``gettoken`` (cached until it expires).
@@ -94,6 +95,7 @@ class WeComChannel(Channel):
                 raise HTTPException(400, "callback body has no <Encrypt> element")
             if not self.crypto.verify(q.get("msg_signature"), timestamp, nonce, encrypted):
                 raise self.reject(request, "bad or missing msg_signature")
+            self.check_fresh(request, timestamp, self.config.wecom.max_skew_seconds)
             inner = parse_xml(self._decrypt(request, encrypted))
             if inner.get("MsgType") != "text" or not inner.get("FromUserName"):
                 return PlainTextResponse("")  # events, images, ...: no passive reply
