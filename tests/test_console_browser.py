@@ -1,13 +1,15 @@
 """The agent console in a real headless Chromium (Playwright) against a real uvicorn on
 127.0.0.1 with the HashingEncoder: a ticket worked from escalation to a new FAQ entry the
-bot answers from, and a gap topic on the Gaps page. Screenshots of every page are saved to
-docs/screenshots/. Skipped when no chromium binary is installed (apt-get install chromium).
+bot answers from, and a gap topic on the Gaps page. Screenshots of every page are taken; with
+AUTOREPLY_SCREENSHOTS=1 they replace the README's in docs/screenshots/, else they go to a
+temporary directory. Skipped when no chromium binary is installed (apt-get install chromium).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +39,11 @@ CHROMIUM = shutil.which("chromium") or (
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)"
 )
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = (
+    REPO / "docs" / "screenshots"
+    if os.environ.get("AUTOREPLY_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "autoreply-screenshots"
+)
 QUESTION = "Can I pay with gift cards?"
 ANSWER = "Yes: gift cards work at checkout, in the payment step."
 
