@@ -31,7 +31,9 @@ their messages are limited per user instead)."""
 class TokenBuckets:
     """One token bucket per key: ``rate`` tokens a second, at most ``burst`` saved up.
 
-    Keeps the ``max_keys`` most recently used keys (an idle key's bucket is full anyway).
+    A bucket that has filled up again is dropped (one that is missing counts as full), so
+    memory holds only the keys still refilling (at most ``burst / rate`` seconds after their
+    last request), and never more than the ``max_keys`` most recently used.
     """
 
     def __init__(
@@ -63,7 +65,18 @@ class TokenBuckets:
             self._buckets[key] = (tokens, now)
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
+            # Least recently used first: drop up to two buckets from the front that are full
+            # again. Each call adds at most one, so the dict shrinks to the keys in use.
+            for _ in range(2):
+                oldest, (saved, at) = next(iter(self._buckets.items()))
+                if oldest == key or saved + (now - at) * self.rate < self.burst:
+                    break
+                del self._buckets[oldest]
         return wait
+
+    def __len__(self) -> int:
+        """How many buckets are held (the keys not full)."""
+        return len(self._buckets)
 
     def check(self, key: str, *, what: str) -> None:
         """Raise RateLimited (429 with Retry-After) when ``key`` has no token left."""
