@@ -3,11 +3,15 @@ bundled e5 encoder on the demo knowledge base (session-scoped, loaded once)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -63,6 +67,33 @@ SMALL_FAQ = [
         "escalate": True,
     },
 ]
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait up to 60 s for a service started as ``proc`` to answer ``/readyz`` with 200;
+    fail with the tail of its ``log`` if it exits or never gets ready."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{url} exited: {log.read_text(errors='replace')[-3000:]}"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not ready in 60s: {log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def restore_autoreply_logging() -> Iterator[None]:
+    """The app adds a JSON stderr handler to the ``autoreply`` logger for the whole process;
+    take it away after the module that uses this, so later tests (the CLI's) see only their
+    own output."""
+    logger = logging.getLogger("autoreply")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 def write_small_faq(folder: Path) -> Path:

@@ -13,7 +13,6 @@ JSON types, deep nesting, SQL injection, HTML/JS, knowledge uploads, knowledge r
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import sqlite3
@@ -97,15 +96,7 @@ class Case:
     check: Callable[[Ctx, httpx.Response], None] | None = None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The app adds a JSON stderr handler to the ``autoreply`` logger for the whole process;
-    take it away after this module, so later tests (the CLI's) see only their own output."""
-    logger = logging.getLogger("autoreply")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_autoreply_logging")
 
 
 # -- how cases send -----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ requests (old timestamps, redeliveries, stale callbacks) are refused or answered
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -181,15 +180,7 @@ def tokens(client: TestClient) -> dict[str, dict[str, str]]:
     return headers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The app adds a JSON stderr handler to the ``autoreply`` logger for the whole process;
-    take it away after this module, so later tests (the CLI's) see only their own output."""
-    logger = logging.getLogger("autoreply")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_autoreply_logging")
 
 
 # -- every route is classified --------------------------------------------------------------------

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import write_small_faq
+from conftest import wait_ready, write_small_faq
 from test_server import HUMAN
 
 from autoreply.models import Role
@@ -113,16 +112,7 @@ class Service:
                 stderr=out,
             )
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"service exited: {self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"service not ready in 60s: {self.tail()}")
+        wait_ready(self.url, self.proc, log)
 
     def kill(self) -> None:
         assert self.proc is not None

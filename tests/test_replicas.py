@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import SMALL_FAQ, write_small_faq
+from conftest import SMALL_FAQ, wait_ready, write_small_faq
 from test_server import HUMAN
 
 from autoreply.store.base import AgentRole, new_token
@@ -59,19 +59,6 @@ def start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-c", SERVE, str(port)], env=env, stdout=out, stderr=out
         )
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"replica exited: {log.read_text(errors='replace')[-3000:]}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"replica {url} not ready in 60s: {log.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
