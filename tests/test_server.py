@@ -337,3 +337,23 @@ def test_unknown_routes_use_the_error_shape(client: TestClient) -> None:
     """404 and 405 from routing are JSON errors too."""
     error(client.get("/nope"), 404, "http")
     error(client.get("/v1/messages"), 405, "http")
+
+
+def test_escalation_reads_the_ticket_back_only_for_channels_that_announce_it(
+    fresh: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generic webhook tells no platform about new tickets, so the hot path does not
+    fetch the ticket for a handoff notice nobody sends."""
+    store = state(fresh).bot.store
+    reads: list[int] = []
+    original = store.get_ticket
+
+    def counting(ticket_id: int) -> Any:
+        reads.append(ticket_id)
+        return original(ticket_id)
+
+    monkeypatch.setattr(store, "get_ticket", counting)
+    ticket_id = escalate(fresh, user="quiet")
+    assert state(fresh).channels.announces_handoff("api") is False
+    assert reads == []
+    assert original(ticket_id).status.value == "open"

@@ -109,6 +109,11 @@ class Channels:
             )
         )
 
+    def announces_handoff(self, channel: str) -> bool:
+        """Whether the adapter for ``channel`` tells its platform about new tickets."""
+        adapter = self.channel_for(channel)
+        return adapter is not None and adapter.announces_handoff
+
     def handoff(self, ticket: Ticket) -> None:
         """Tell the conversation's channel a ticket was opened (in the background)."""
         if (channel := self.channel_for(ticket.channel)) is not None:

@@ -80,7 +80,11 @@ class ServiceState:
             and reply.decision is Action.ESCALATE
             and reply.reason is not Reason.AGENT_HANDLING
         )
-        if opened and reply.ticket_id is not None:
+        if (
+            opened
+            and reply.ticket_id is not None
+            and self.channels.announces_handoff(message.channel)
+        ):
             try:
                 ticket = await asyncio.to_thread(self.bot.store.get_ticket, reply.ticket_id)
             except AutoreplyError:
