@@ -14,7 +14,7 @@ import pytest
 from test_server import concurrently, roomy
 
 from autoreply.api.app import create_app
-from autoreply.api.batching import MicroBatcher
+from autoreply.api.batching import MicroBatcher, single_threaded_math
 from autoreply.encoder import Encoder, HashingEncoder, Kind
 from autoreply.errors import AutoreplyError, StoreError
 from autoreply.knowledge import bundled_knowledge_dir
@@ -64,6 +64,48 @@ def test_concurrent_messages_share_one_call() -> None:
     results = asyncio.run(run(MicroBatcher(process, window_ms=50), ["a", "b", "c", "d"]))
     assert process.batches == [["a", "b", "c", "d"]]
     assert [r.text for r in results if isinstance(r, Reply)] == ["A", "B", "C", "D"]
+
+
+def test_batches_run_on_a_thread_set_up_by_thread_setup() -> None:
+    """``thread_setup`` runs once on the worker thread, before the batches it processes."""
+    setups: list[int] = []
+    workers: list[int] = []
+
+    def process(messages: Sequence[Message]) -> list[Reply | AutoreplyError]:
+        workers.append(threading.get_ident())
+        return [fake_reply(m) for m in messages]
+
+    batcher = MicroBatcher(process, thread_setup=lambda: setups.append(threading.get_ident()))
+    results = asyncio.run(run(batcher, ["a", "b", "c"]))
+    assert all(isinstance(r, Reply) for r in results)
+    assert len(setups) == 1 and set(workers) == set(setups)
+    assert setups[0] != threading.get_ident()
+
+
+def test_single_threaded_math_limits_blas_and_this_threads_openmp() -> None:
+    """BLAS goes to one thread for the process; OpenMP (faiss) for the calling thread only."""
+    import faiss
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+    seen: dict[str, object] = {}
+
+    def worker() -> None:
+        single_threaded_math()
+        seen["libs"] = threadpool_info()
+        seen["faiss"] = faiss.omp_get_max_threads()
+
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        libs = seen["libs"]
+        assert isinstance(libs, list) and libs
+        assert all(lib["num_threads"] == 1 for lib in libs)
+        assert seen["faiss"] == 1
+    finally:
+        blas = [n for path, n in before.items() if "openblas" in path or "mkl" in path]
+        threadpool_limits(limits=max(blas, default=1), user_api="blas")
 
 
 def test_max_batch_splits_and_later_arrivals_form_the_next_batch() -> None:

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 import autoreply
 from autoreply.api import admin, agents, customer, insights, ops
-from autoreply.api.batching import MicroBatcher, in_own_thread
+from autoreply.api.batching import MicroBatcher, in_own_thread, single_threaded_math
 from autoreply.api.delivery import Channels
 from autoreply.api.errors import install_error_handlers
 from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
@@ -93,6 +93,7 @@ def create_app(
             window_ms=limits.batch_window_ms,
             max_batch=limits.max_batch,
             on_batch=on_batch,
+            thread_setup=single_threaded_math,
         )
         channels = Channels(settings.channels, store=served.store, metrics=metrics)
         state = ServiceState(

@@ -15,6 +15,12 @@ topics) on a short-lived thread, off the event loop. The bundled encoder runs ev
 its own single thread whichever thread asks (see ``autoreply.encoder``: its OpenMP runtime
 slows down for good once two long-lived threads have called it).
 
+The worker thread does its math on one thread (``single_threaded_math``): a batch's ranking
+is a few small matrix products and a faiss search, too small to share, and the BLAS and
+OpenMP workers that would share them spin after each one, on the cores the encoder needs.
+Measured on 2 cores, handling a message cost 2.8 ms of CPU besides the model with them and
+0.73 ms without.
+
 How long to wait for company: when nothing else arrives within one turn of the event loop,
 the batch goes at once (a lone request pays no window); while messages keep arriving, the
 batch waits up to ``window_ms`` for more. While another batch is running, the next one
@@ -43,6 +49,17 @@ T = TypeVar("T")
 
 Process = Callable[[Sequence[Message]], Sequence[Reply | AutoreplyError]]
 """Handle a batch; one result per message, an AutoreplyError in place of a failed one."""
+
+
+def single_threaded_math() -> None:
+    """Run BLAS (every loaded library: the setting is process-wide) and the calling thread's
+    OpenMP regions (faiss; OpenMP settings are per thread) on one thread. The bundled
+    encoder keeps its own threads: it runs on a thread of its own (``autoreply.encoder``).
+    Fitting the knowledge base's classifier is faster this way too on 2 cores (1.9 s
+    against 3.5 s for clinc150's 3,150 texts)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 async def in_own_thread(work: Callable[[], T], *, name: str = "autoreply-work") -> T:
@@ -101,6 +118,7 @@ class MicroBatcher:
         max_batch: int = 64,
         max_concurrent: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
+        thread_setup: Callable[[], None] | None = None,
     ) -> None:
         self.process = process
         self.window = window_ms / 1000
@@ -108,6 +126,8 @@ class MicroBatcher:
         self.max_concurrent = max(1, max_concurrent)
         self.on_batch = on_batch
         """Called with (batch size, seconds) after each batch (metrics)."""
+        self.thread_setup = thread_setup
+        """Runs first on each worker thread (e.g. ``single_threaded_math``)."""
         self._pending: deque[_Item] = deque()
         self._busy: set[tuple[str, ...]] = set()
         """Ordering keys of the batches running now."""
@@ -122,7 +142,9 @@ class MicroBatcher:
     def start(self) -> None:
         """Start the dispatcher (inside the running event loop)."""
         self._executor = ThreadPoolExecutor(
-            max_workers=self.max_concurrent, thread_name_prefix="autoreply-batch"
+            max_workers=self.max_concurrent,
+            thread_name_prefix="autoreply-batch",
+            initializer=self.thread_setup,
         )
         loop = asyncio.get_running_loop()
         self._dispatcher = loop.create_task(self._dispatch(), name="micro-batcher")
