@@ -49,6 +49,10 @@ REPO = HERE.parent
 QUESTIONS = REPO / "eval" / "demo_questions.jsonl"
 RESULTS = HERE / "results" / "service.json"
 RAW_PER_ROUND = 128
+TIMEOUT_SECONDS = 120
+"""A request without an answer by then counts as an error (TimeoutError)."""
+LOAD_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+"""What a request of the load client can fail with; counted by type, the run goes on."""
 
 
 def questions() -> list[str]:
@@ -164,17 +168,18 @@ class Connection:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         try:
-            self.writer.write(head.encode() + body)
-            header = await self.reader.readuntil(b"\r\n\r\n")
-            status = int(header.split(b" ", 2)[1])
-            match = re.search(rb"(?im)^content-length:\s*(\d+)", header)
-            if match is None:
-                raise ConnectionError("response without Content-Length")
-            await self.reader.readexactly(int(match.group(1)))
+            async with asyncio.timeout(TIMEOUT_SECONDS):
+                self.writer.write(head.encode() + body)
+                header = await self.reader.readuntil(b"\r\n\r\n")
+                status = int(header.split(b" ", 2)[1])
+                match = re.search(rb"(?im)^content-length:\s*(\d+)", header)
+                if match is None:
+                    raise ConnectionError("response without Content-Length")
+                await self.reader.readexactly(int(match.group(1)))
             if re.search(rb"(?im)^connection:\s*close", header):
                 await self.close()
             return status
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except LOAD_ERRORS:
             await self.close()
             raise
 
@@ -209,7 +214,7 @@ class Phase:
         start = time.perf_counter()
         try:
             status = str(await conn.post("/v1/messages", body))
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             status = type(exc).__name__
         self.latencies.append((time.perf_counter() - start) * 1000)
         if status != "200":

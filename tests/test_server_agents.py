@@ -25,7 +25,6 @@ class FakeChannel:
     """Records what the app asks a channel to do; ``fail`` makes sends raise."""
 
     name = "fake"
-    announces_handoff = True
 
     def __init__(self) -> None:
         self.sent: list[dict[str, str]] = []

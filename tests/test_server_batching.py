@@ -14,7 +14,7 @@ import pytest
 from test_server import concurrently, roomy
 
 from autoreply.api.app import create_app
-from autoreply.api.batching import MicroBatcher, single_threaded_math
+from autoreply.api.batching import MicroBatcher, blas_on_one_thread, single_threaded_math
 from autoreply.encoder import Encoder, HashingEncoder, Kind
 from autoreply.errors import AutoreplyError, StoreError
 from autoreply.knowledge import bundled_knowledge_dir
@@ -82,30 +82,45 @@ def test_batches_run_on_a_thread_set_up_by_thread_setup() -> None:
     assert setups[0] != threading.get_ident()
 
 
-def test_single_threaded_math_limits_blas_and_this_threads_openmp() -> None:
-    """BLAS goes to one thread for the process; OpenMP (faiss) for the calling thread only."""
+def test_single_threaded_math_limits_only_this_threads_openmp() -> None:
+    """OpenMP settings are per thread: the batch thread's faiss runs on one, others keep theirs."""
     import faiss
-    from threadpoolctl import threadpool_info, threadpool_limits
 
-    before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
-    seen: dict[str, object] = {}
+    seen: dict[str, int] = {}
 
     def worker() -> None:
         single_threaded_math()
-        seen["libs"] = threadpool_info()
-        seen["faiss"] = faiss.omp_get_max_threads()
+        seen["worker"] = faiss.omp_get_max_threads()
 
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["worker"] == 1
+    others: list[int] = []
+    other = threading.Thread(target=lambda: others.append(faiss.omp_get_max_threads()))
+    other.start()
+    other.join()
+    assert others == [faiss.omp_get_max_threads()]
+
+
+def test_blas_on_one_thread_until_restored() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas() -> dict[str, int]:
+        return {
+            lib["filepath"]: lib["num_threads"]
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
+        }
+
+    before = blas()
+    assert before, "numpy's BLAS is loaded"
+    limit = blas_on_one_thread()
     try:
-        thread = threading.Thread(target=worker)
-        thread.start()
-        thread.join()
-        libs = seen["libs"]
-        assert isinstance(libs, list) and libs
-        assert all(lib["num_threads"] == 1 for lib in libs)
-        assert seen["faiss"] == 1
+        assert set(blas().values()) == {1}
     finally:
-        blas = [n for path, n in before.items() if "openblas" in path or "mkl" in path]
-        threadpool_limits(limits=max(blas, default=1), user_api="blas")
+        limit.restore_original_limits()
+    assert blas() == before
 
 
 def test_max_batch_splits_and_later_arrivals_form_the_next_batch() -> None:

@@ -22,7 +22,12 @@ from fastapi import FastAPI
 
 import autoreply
 from autoreply.api import admin, agents, customer, insights, ops
-from autoreply.api.batching import MicroBatcher, in_own_thread, single_threaded_math
+from autoreply.api.batching import (
+    MicroBatcher,
+    blas_on_one_thread,
+    in_own_thread,
+    single_threaded_math,
+)
 from autoreply.api.delivery import Channels
 from autoreply.api.errors import install_error_handlers
 from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
@@ -74,12 +79,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
-        if bot is not None:
-            served = bot
-        else:
-            served = await in_own_thread(
-                lambda: AutoReply.from_settings(settings, encoder=encoder), name="autoreply-load"
-            )
+        blas = blas_on_one_thread()  # the whole process; put back at shutdown
+        try:
+            if bot is not None:
+                served = bot
+            else:
+                served = await in_own_thread(
+                    lambda: AutoReply.from_settings(settings, encoder=encoder),
+                    name="autoreply-load",
+                )
+        except BaseException:
+            blas.restore_original_limits()
+            raise
 
         def process(messages: Sequence[Message]) -> list[Reply | AutoreplyError]:
             return served.handle_many(messages, return_exceptions=True)
@@ -124,6 +135,7 @@ def create_app(
             del app.state.service
             if bot is None:
                 served.close()
+            blas.restore_original_limits()
 
     app = FastAPI(
         title="autoreply",

@@ -15,11 +15,13 @@ topics) on a short-lived thread, off the event loop. The bundled encoder runs ev
 its own single thread whichever thread asks (see ``autoreply.encoder``: its OpenMP runtime
 slows down for good once two long-lived threads have called it).
 
-The worker thread does its math on one thread (``single_threaded_math``): a batch's ranking
-is a few small matrix products and a faiss search, too small to share, and the BLAS and
-OpenMP workers that would share them spin after each one, on the cores the encoder needs.
-Measured on 2 cores, handling a message cost 2.8 ms of CPU besides the model with them and
-0.73 ms without.
+Small math on one thread: a batch's ranking is a few small matrix products and a faiss
+search, too small to share, and the BLAS and OpenMP workers that would share them spin after
+each one, on the cores the encoder needs. Measured on 2 cores, handling a message cost 2.8 ms
+of CPU besides the model with them and 0.73 ms without. The app runs BLAS on one thread while
+it serves (``blas_on_one_thread``: BLAS settings are process-wide) and the worker thread its
+OpenMP regions (``single_threaded_math``: OpenMP settings are per thread). The model encoders
+run on threads of their own (``autoreply.encoder``), so neither limit reaches them.
 
 How long to wait for company: when nothing else arrives within one turn of the event loop,
 the batch goes at once (a lone request pays no window); while messages keep arriving, the
@@ -38,7 +40,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Thread
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from autoreply.errors import AutoreplyError, StoreError
 from autoreply.models import Message, Reply
@@ -52,19 +54,24 @@ Process = Callable[[Sequence[Message]], Sequence[Reply | AutoreplyError]]
 
 
 def single_threaded_math() -> None:
-    """Run BLAS (every loaded library: the setting is process-wide) and the calling thread's
-    OpenMP regions (faiss; OpenMP settings are per thread) on one thread. The bundled
-    encoder keeps its own threads: it runs on a thread of its own (``autoreply.encoder``).
-    Fitting the knowledge base's classifier is faster this way too on 2 cores (1.9 s
-    against 3.5 s for clinc150's 3,150 texts)."""
+    """Run the calling thread's OpenMP regions (faiss searches) on one thread."""
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1)
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def blas_on_one_thread() -> Any:
+    """BLAS on one thread for the whole process, until ``.restore_original_limits()``.
+    Fitting the knowledge base's classifier is faster this way too on 2 cores (1.9 s against
+    3.5 s for clinc150's 3,150 texts)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 async def in_own_thread(work: Callable[[], T], *, name: str = "autoreply-work") -> T:
-    """Run ``work`` on a new thread that ends with it (unlike a pool's, which lives on and
-    keeps its own OpenMP team of the encoder: see the module docstring)."""
+    """Run ``work`` (loading, reloading, clustering) on a new thread that ends with it, off
+    the event loop and off the batch thread."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 

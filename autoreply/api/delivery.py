@@ -110,9 +110,14 @@ class Channels:
         )
 
     def announces_handoff(self, channel: str) -> bool:
-        """Whether the adapter for ``channel`` tells its platform about new tickets."""
+        """Whether the adapter for ``channel`` tells its platform about new tickets: it
+        overrides ``Channel.handoff`` (whose default does nothing). Only then does the
+        service read a new ticket back from the store to pass it."""
+        from autoreply.channels.base import Channel
+
         adapter = self.channel_for(channel)
-        return adapter is not None and adapter.announces_handoff
+        handoff = getattr(type(adapter), "handoff", None)
+        return adapter is not None and handoff is not None and handoff is not Channel.handoff
 
     def handoff(self, ticket: Ticket) -> None:
         """Tell the conversation's channel a ticket was opened (in the background)."""

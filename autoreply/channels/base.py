@@ -165,9 +165,6 @@ class Channel(ABC):
     """One chat platform. Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]
-    announces_handoff: ClassVar[bool] = False
-    """True when ``handoff`` does something: only then does the service read the new ticket
-    back from the store to pass it."""
 
     def __init__(self, config: ChannelsConfig, http: httpx.AsyncClient) -> None:
         self.config = config

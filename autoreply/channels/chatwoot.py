@@ -93,7 +93,6 @@ class ChatwootChannel(Channel):
     """autoreply as a Chatwoot agent bot, handing conversations to the team's inbox."""
 
     name = "chatwoot"
-    announces_handoff = True
 
     def __init__(self, config: ChannelsConfig, http: httpx.AsyncClient) -> None:
         super().__init__(config, http)
