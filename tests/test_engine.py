@@ -62,6 +62,24 @@ def test_traditional_chinese_matches_simplified_entry(engine: Engine) -> None:
     assert traditional.confidence == pytest.approx(simplified.confidence, abs=0.01)
 
 
+@pytest.mark.parametrize(
+    ("plain", "variant"),
+    [
+        ("怎么修改密码", "怎麼修改密碼"),  # traditional
+        ("怎么修改密码", "怎么修改密码？！"),  # full-width end punctuation
+        ("怎么修改密码", "怎么修改密码🙏"),  # emoji
+        ("how do i cancel my subscription", "ＨＯＷ ｄｏ Ｉ cancel my subscription？"),  # width
+        ("how do i cancel my subscription", "How do I cancel my subscription?? 😀"),
+    ],
+)
+def test_equivalent_forms_reach_the_same_entry_with_the_same_confidence(
+    engine: Engine, plain: str, variant: str
+) -> None:
+    a, b = engine.rank([plain, variant])
+    assert [c.entry_id for c in a[:3]] == [c.entry_id for c in b[:3]]
+    assert b[0].confidence == pytest.approx(a[0].confidence, abs=0.01)
+
+
 @pytest.mark.parametrize("text", ["转人工", "我要找人工客服", "Can I talk to a human?"])
 def test_request_for_a_person_escalates(engine: Engine, text: str) -> None:
     decision = engine.decide(text)
