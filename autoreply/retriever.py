@@ -187,7 +187,7 @@ class KnowledgeIndex:
             # Every candidate's features at once: one row of the query per candidate.
             n = len(idx)
             feats = features(np.repeat(proba_c, n, axis=0), np.repeat(sims_c, n, axis=0), idx)
-            conf = self.scorer.confidences(feats, proba_c[0])
+            conf = self.scorer.confidence(feats)
             order = np.argsort(-proba_c[0])[:k]
             results.append(
                 [

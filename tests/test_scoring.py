@@ -61,7 +61,7 @@ def test_confidence_ranks_right_answers_first_and_never_overclaims(seed: int) ->
     sims = best_per_entry(queries, vectors, labels, 25)
     proba = scorer.proba(queries, sims)
     top = proba.argmax(axis=1)
-    confidence = scorer.confidences(features(proba, sims, top), proba[np.arange(len(top)), top])
+    confidence = scorer.confidence(features(proba, sims, top))
     correct = top == truth
     assert 0.6 < correct.mean() < 0.98  # neither trivial nor hopeless
     assert confidence[correct].mean() > confidence[~correct].mean() + 0.2
