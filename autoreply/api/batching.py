@@ -6,14 +6,14 @@ handle_many``) on a worker thread; the event loop stays free to accept requests 
 
 By default one batch runs at a time, on one thread. With ``max_concurrent=2`` two batches
 may overlap (one in the encoder, one doing its per-message Python work); on 2 cores with
-the bundled encoder that measured no faster (0.878 against 0.873 of the raw encoder's
-throughput at concurrency 32). Either way order holds where it matters: a message whose
-conversation or message id belongs to a batch still running waits for it, so a
-conversation's messages are handled one after the other and a repeated message id is
-answered from the first. ``in_own_thread`` runs other long work (startup, reload, gap
-topics) on a short-lived thread, off the event loop. The bundled encoder runs every call on
-its own single thread whichever thread asks (see ``autoreply.encoder``: its OpenMP runtime
-slows down for good once two long-lived threads have called it).
+the bundled encoder that measured no faster, within the runs' noise (bench/service.py at
+concurrency 32). Either way order holds where it matters: a message whose conversation or
+message id belongs to a batch still running waits for it, so a conversation's messages are
+handled one after the other and a repeated message id is answered from the first.
+``in_own_thread`` runs other long work (startup, reload, gap topics) on a short-lived
+thread, off the event loop. The bundled encoder runs every call on its own single thread
+whichever thread asks (see ``autoreply.encoder``: its OpenMP runtime slows down for good
+once two long-lived threads have called it).
 
 Small math on one thread: a batch's ranking is a few small matrix products and a faiss
 search, too small to share, and the BLAS and OpenMP workers that would share them spin after
