@@ -372,9 +372,8 @@ def get_encoder(spec: str = "e5", *, threads: int | None = None) -> Encoder:
 
     ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``use``, ``e5+use`` (both,
     weights 0.6 and 0.4), ``hashing``, or ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers
-    model. ``threads`` caps the CPU
-    threads of the model (settings: ``encoder_threads``) [default: every core].
-    """
+    model. ``threads`` caps the CPU threads of the model (settings: ``encoder_threads``)
+    [default: every core]. Composite encoders share their parts with this cache."""
     with _CACHE_LOCK:
         if (spec, threads) not in _CACHE:
             _CACHE[(spec, threads)] = _build(spec, threads)
@@ -390,7 +389,8 @@ def _build(spec: str, threads: int | None = None) -> Encoder:
     if spec == "use":
         return USEEncoder()
     if spec == "e5+use":
-        return ConcatEncoder([(get_encoder("e5", threads=threads), 0.6), (USEEncoder(), 0.4)])
+        pair = [(get_encoder("e5", threads=threads), 0.6), (get_encoder("use"), 0.4)]
+        return ConcatEncoder(pair)
     if spec == "hashing":
         return HashingEncoder()
     if spec.startswith("st:") and len(spec) > 3:

@@ -286,43 +286,34 @@ async def phase(
     """One concurrency level, interleaved with the raw encoder."""
     url = httpx.URL(base)
     conns = [Connection(url.host, url.port or 80) for _ in range(c)]
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+    texts = raw.texts
+    load = Phase(texts, c, server_pid)
+    async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_SECONDS) as client:
         try:
-            return await _phase(client, conns, raw, c, requests, rounds, server_pid)
+            if c == 1:
+                singles: list[float] = []
+
+                def between(text: str) -> None:
+                    singles.append(raw.single_ms(text))
+
+                await load.run(client, conns, requests, between=between)
+                result = load.report()
+                result["raw_single_encode_ms"] = {
+                    "p50": pct(singles, 50),
+                    "mean": round(statistics.fmean(singles), 2),
+                }
+                return result
+            raw_seconds = 0.0
+            raw_cpu = 0.0
+            share = -(-requests // rounds)
+            for r in range(rounds):
+                cpu = cpu_seconds()
+                raw_seconds += raw.batched(r * RAW_PER_ROUND)
+                raw_cpu += cpu_seconds() - cpu
+                await load.run(client, conns, min(share, requests - load.sent))
         finally:
             for conn in conns:
                 await conn.close()
-
-
-async def _phase(
-    client: httpx.AsyncClient,
-    conns: list[Connection],
-    raw: Raw,
-    c: int,
-    requests: int,
-    rounds: int,
-    server_pid: int,
-) -> dict[str, Any]:
-    """One concurrency level on open connections, interleaved with the raw encoder."""
-    texts = raw.texts
-    load = Phase(texts, c, server_pid)
-    if c == 1:
-        singles: list[float] = []
-        await load.run(client, conns, requests, between=lambda t: singles.append(raw.single_ms(t)))
-        result = load.report()
-        result["raw_single_encode_ms"] = {
-            "p50": pct(singles, 50),
-            "mean": round(statistics.fmean(singles), 2),
-        }
-        return result
-    raw_seconds = 0.0
-    raw_cpu = 0.0
-    share = -(-requests // rounds)
-    for r in range(rounds):
-        cpu = cpu_seconds()
-        raw_seconds += raw.batched(r * RAW_PER_ROUND)
-        raw_cpu += cpu_seconds() - cpu
-        await load.run(client, conns, min(share, requests - load.sent))
     result = load.report()
     encoded = rounds * RAW_PER_ROUND
     result["raw_batched32"] = {

@@ -388,3 +388,4 @@ def test_use_encoder_vectors_and_the_e5_use_pair() -> None:
     pair = get_encoder("e5+use")
     assert pair.dim == 384 + 512 and "use-multilingual-v3" in pair.name
     assert pair.parts[0][0] is get_encoder("e5")  # type: ignore[attr-defined]
+    assert pair.parts[1][0] is use  # type: ignore[attr-defined]

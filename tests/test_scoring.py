@@ -8,7 +8,9 @@ import pytest
 from autoreply.scoring import HEAD_MIN_TEXTS_PER_ENTRY, Scorer, best_per_entry, features
 
 
-def clustered(entries: int, per_entry: int, *, dim: int = 32, seed: int = 0):
+def clustered(
+    entries: int, per_entry: int, *, dim: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit vectors: ``per_entry`` texts around each of ``entries`` random centres."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((entries, dim))

@@ -78,19 +78,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with blas_on_one_thread():  # the whole process, put back at shutdown
+            async with serving(app):
+                yield
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
-        blas = blas_on_one_thread()  # the whole process; put back at shutdown
-        try:
-            if bot is not None:
-                served = bot
-            else:
-                served = await in_own_thread(
-                    lambda: AutoReply.from_settings(settings, encoder=encoder),
-                    name="autoreply-load",
-                )
-        except BaseException:
-            blas.restore_original_limits()
-            raise
+        if bot is not None:
+            served = bot
+        else:
+            served = await in_own_thread(
+                lambda: AutoReply.from_settings(settings, encoder=encoder), name="autoreply-load"
+            )
 
         def process(messages: Sequence[Message]) -> list[Reply | AutoreplyError]:
             return served.handle_many(messages, return_exceptions=True)
@@ -135,7 +135,6 @@ def create_app(
             del app.state.service
             if bot is None:
                 served.close()
-            blas.restore_original_limits()
 
     app = FastAPI(
         title="autoreply",
