@@ -3,9 +3,10 @@
 Builds the faiss index over the texts of the enabled entries, fits the Scorer (entry
 classifier + confidence model), and ranks entries for a query: candidates come from the
 nearest texts and the classifier's best entries; an entry's similarity is that of its
-best-matching text. Persists under a cache folder with a manifest (encoder name, dimension,
-knowledge fingerprint): reused as is when nothing changed; when the knowledge base changed,
-only texts never encoded before are encoded again.
+best-matching text, corrected for texts close to many others (``Scorer.adjust``). Persists
+under a cache folder with a manifest (encoder name, dimension, knowledge fingerprint): reused
+as is when nothing changed; when the knowledge base changed, only texts never encoded before
+are encoded again.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ class EntryMatch:
 
     entry: FAQEntry
     similarity: float
-    """Cosine similarity of the entry's best-matching text."""
+    """The best cosine similarity of the entry's texts."""
     text: str
-    """That text (as written in the knowledge base)."""
+    """The entry's best-matching text (as written in the knowledge base), after the scorer's
+    correction for crowded texts (``Scorer.adjust``): usually the one with that cosine."""
     probability: float
     """P(entry | query) from the classifier (or from similarities without one)."""
     confidence: float
@@ -164,37 +166,53 @@ class KnowledgeIndex:
         hits = self.index.search(vectors, k=DEPTH)
         head = self.scorer.head
         head_proba = head.proba(vectors) if head is not None else None
+        scorer = self.scorer
         results: list[list[EntryMatch]] = []
         for q in range(len(vectors)):
-            best: dict[int, tuple[float, int]] = {}
-            for score, row, label in zip(hits.scores[q], hits.rows[q], hits.labels[q], strict=True):
-                if row >= 0 and int(label) not in best:
-                    best[int(label)] = (float(score), int(row))
+            # entry -> (best adjusted similarity, best cosine, row of the best adjusted text)
+            best: dict[int, tuple[float, float, int]] = {}
+            valid = hits.rows[q] >= 0
+            rows_q = hits.rows[q][valid]
+            adjusted_q = scorer.adjust(hits.scores[q][valid], rows_q)
+            for adj, score, row, label in zip(
+                adjusted_q, hits.scores[q][valid], rows_q, hits.labels[q][valid], strict=True
+            ):
+                e = int(label)
+                if e not in best:
+                    best[e] = (float(adj), float(score), int(row))
+                else:
+                    top_adj, top_cos, top_row = best[e]
+                    cos = max(top_cos, float(score))
+                    if adj > top_adj:
+                        top_adj, top_row = float(adj), int(row)
+                    best[e] = (top_adj, cos, top_row)
             if head_proba is not None:
                 for e in np.argsort(-head_proba[q])[:HEAD_CANDIDATES]:
                     if int(e) not in best:
                         rows = self._rows_of[int(e)]
                         sims = self._vectors[rows] @ vectors[q]
-                        j = int(np.argmax(sims))
-                        best[int(e)] = (float(sims[j]), int(rows[j]))
+                        adjusted = scorer.adjust(sims, rows)
+                        j = int(np.argmax(adjusted))
+                        best[int(e)] = (float(adjusted[j]), float(sims.max()), int(rows[j]))
             cands = np.fromiter(best, dtype=np.int64, count=len(best))
-            sims_c = np.array([[best[int(e)][0] for e in cands]])
+            adjusted_c = np.array([[best[int(e)][0] for e in cands]])
             if head_proba is not None:
                 proba_c = head_proba[q : q + 1, cands]
             else:
-                proba_c = self.scorer.proba(vectors[q : q + 1], sims_c)
+                proba_c = scorer.proba(vectors[q : q + 1], adjusted_c)
+            cosines_c = np.array([[best[int(e)][1] for e in cands]])
             idx = np.arange(len(cands))
             # Every candidate's features at once: one row of the query per candidate.
             n = len(idx)
-            feats = features(np.repeat(proba_c, n, axis=0), np.repeat(sims_c, n, axis=0), idx)
-            conf = self.scorer.confidence(feats)
+            feats = features(np.repeat(proba_c, n, axis=0), np.repeat(cosines_c, n, axis=0), idx)
+            conf = scorer.confidence(feats)
             order = np.argsort(-proba_c[0])[:k]
             results.append(
                 [
                     EntryMatch(
                         entry=self.entries[int(cands[i])],
-                        similarity=best[int(cands[i])][0],
-                        text=self.texts[best[int(cands[i])][1]],
+                        similarity=best[int(cands[i])][1],
+                        text=self.texts[best[int(cands[i])][2]],
                         probability=float(proba_c[0, i]),
                         confidence=float(conf[i]),
                     )

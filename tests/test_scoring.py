@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
-from autoreply.scoring import HEAD_MIN_TEXTS_PER_ENTRY, Scorer, best_per_entry, features
+from autoreply.encoder import Encoder
+from autoreply.knowledge import load_knowledge
+from autoreply.retriever import KnowledgeIndex
+from autoreply.scoring import HEAD_MIN_TEXTS_PER_ENTRY, Scorer, best_per_entry, text_density
 
 
 def clustered(
@@ -33,8 +39,8 @@ def test_without_a_head_the_nearest_text_wins() -> None:
     scorer = Scorer.fit(vectors, labels, 30)
     queries = vectors[[3, 17]] + 0.01
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    sims = best_per_entry(queries, vectors, labels, 30)
-    assert list(scorer.proba(queries, sims).argmax(axis=1)) == [3, 17]
+    proba, _ = scorer.score_all(queries, vectors, labels)
+    assert list(proba.argmax(axis=1)) == [3, 17]
 
 
 def topical(seed: int, *, dim: int = 32) -> tuple[np.ndarray, ...]:
@@ -60,11 +66,101 @@ def test_confidence_ranks_right_answers_first_and_never_overclaims(seed: int) ->
     where it errs, it errs towards asking a person."""
     vectors, labels, queries, truth = topical(seed)
     scorer = Scorer.fit(vectors, labels, 25)
-    sims = best_per_entry(queries, vectors, labels, 25)
-    proba = scorer.proba(queries, sims)
-    top = proba.argmax(axis=1)
-    confidence = scorer.confidence(features(proba, sims, top))
-    correct = top == truth
+    proba, confidence = scorer.score_all(queries, vectors, labels)
+    correct = proba.argmax(axis=1) == truth
     assert 0.6 < correct.mean() < 0.98  # neither trivial nor hopeless
     assert confidence[correct].mean() > confidence[~correct].mean() + 0.2
     assert confidence.mean() <= correct.mean() + 0.02
+
+
+def test_density_is_the_mean_similarity_to_other_entries_nearest_texts() -> None:
+    vectors = np.array([[1, 0, 0], [1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    labels = np.array([0, 0, 1, 2, 3])
+    density = text_density(vectors, labels, k=2)
+    # Row 0: its own entry's twin (row 1) does not count; nearest others are rows 2 and 3.
+    assert density[0] == pytest.approx((0.8 + 0.0) / 2)
+    assert density[2] == pytest.approx((0.8 + 0.8) / 2)  # rows 0 and 1, both entry 0
+    # A single entry has no other texts: no correction at all.
+    assert not text_density(vectors[:2], labels[:2]).any()
+
+
+def test_a_text_near_every_entry_does_not_take_their_questions() -> None:
+    """One text per entry (no classifier), and one generic text close to all of them (a hub,
+    such as "I have a question about my account"). A question a little closer to the hub
+    than to its own entry still gets its own entry: the hub's crowded neighbourhood counts
+    against it."""
+    rng = np.random.default_rng(3)
+    specific = rng.standard_normal((20, 64))
+    specific /= np.linalg.norm(specific, axis=1, keepdims=True)
+    hub = specific.mean(axis=0)
+    hub /= np.linalg.norm(hub)
+    vectors = np.vstack([specific, hub]).astype(np.float32)
+    labels = np.arange(21)
+    scorer = Scorer.fit(vectors, labels, 21)
+    assert scorer.density[20] > scorer.density[:20].max()
+    queries = 0.48 * specific + 0.52 * hub
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    raw = queries @ vectors.T
+    assert (raw.argmax(axis=1) == 20).all()  # plain cosine: the hub wins every one
+    proba, _ = scorer.score_all(queries.astype(np.float32), vectors, labels)
+    assert list(proba.argmax(axis=1)) == list(range(20))
+
+
+@pytest.mark.parametrize("per_entry", [1, 4])
+def test_the_scorer_comes_back_from_disk_unchanged(tmp_path, per_entry: int) -> None:
+    vectors, labels, _ = clustered(25, per_entry, seed=7)
+    queries = clustered(25, 2, seed=8)[0]
+    scorer = Scorer.fit(vectors, labels, 25)
+    scorer.save(tmp_path / "scorer.npz")
+    loaded = Scorer.load(tmp_path / "scorer.npz")
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.density, scorer.density)
+    for a, b in zip(
+        loaded.score_all(queries, vectors, labels),
+        scorer.score_all(queries, vectors, labels),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("variants", [0, 3])
+def test_the_index_ranks_as_the_scorer_does_over_every_text(
+    tmp_path: Path, hashing: Encoder, variants: int
+) -> None:
+    """KnowledgeIndex.rank looks only at candidates (nearest texts, the classifier's best);
+    its top entry, cosine and confidence are those of the scorer over every text."""
+    words = [
+        "refund",
+        "password",
+        "invoice",
+        "delivery",
+        "coupon",
+        "account",
+        "address",
+        "parcel",
+        "card",
+        "member",
+    ]
+    entries = [
+        {
+            "id": f"e{i}",
+            "question": f"how do I change my {a} {b}",
+            "variants": [f"{a} {b} help {v}" for v in range(variants)],
+            "answer": f"answer {i}",
+            "category": "general",
+        }
+        for i, (a, b) in enumerate((a, b) for a in words for b in words[:4] if a != b)
+    ]
+    (tmp_path / "faq.yaml").write_text(yaml.safe_dump({"entries": entries}), encoding="utf-8")
+    index = KnowledgeIndex.build(load_knowledge(tmp_path), hashing)
+    questions = ["change my card password", "refund for a parcel", "member address", "coupon"]
+    vectors = index.encode_queries(questions)
+    texts, labels = index.index.vectors(), index.index.labels
+    proba, confidence = index.scorer.score_all(vectors, texts, labels)
+    cosines = best_per_entry(vectors, texts, labels, len(index.entries))
+    for q, matches in enumerate(index.rank(vectors)):
+        top = matches[0]
+        assert top.entry is index.entries[int(proba[q].argmax())]
+        assert top.similarity == pytest.approx(float(cosines[q, proba[q].argmax()]), abs=1e-5)
+        assert top.confidence == pytest.approx(float(confidence[q]), abs=1e-5)
+        assert top.probability == pytest.approx(float(proba[q].max()), abs=1e-5)
