@@ -44,9 +44,7 @@ DENSITY_NEIGHBOURS = 20
 """How many nearest texts of other entries measure a text's neighbourhood (CSLS's k)."""
 DENSITY_MAX_TEXTS = 20_000
 """Above this many texts no correction is made: the measure compares every pair of texts
-(about a second at 20,000 on 2 cores, done four times per fit)."""
-_DENSITY_CELLS = 16_000_000
-"""Similarities computed at once while measuring densities (64 MB of float32)."""
+(exact search of every text: 1.5 s at 20,000 on 2 cores)."""
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -158,6 +156,8 @@ def text_density(
     Zeros (no correction) when no text belongs to another entry; fewer than ``k`` neighbours
     when some entry has fewer other texts than that.
     """
+    import faiss
+
     n = len(labels)
     out = np.zeros(n, dtype=np.float32)
     if n == 0:
@@ -166,13 +166,14 @@ def text_density(
     kk = min(k, n - largest)
     if kk < 1:
         return out
-    step = max(1, _DENSITY_CELLS // n)
-    for start in range(0, n, step):
-        block = vectors[start : start + step] @ vectors.T
-        block[labels[start : start + step, None] == labels[None, :]] = -np.inf
-        nearest = np.partition(block, n - kk, axis=1)[:, n - kk :]
-        out[start : start + len(block)] = nearest.mean(axis=1)
-    return out
+    # At most ``largest`` of a text's neighbours (itself included) share its entry, so this
+    # many nearest texts always hold ``kk`` of other entries.
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    sims, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), kk + largest)
+    other = labels[rows] != labels[:, None]
+    take = other & (np.cumsum(other, axis=1) <= kk)
+    return np.asarray((sims * take).sum(axis=1) / kk, dtype=np.float32)
 
 
 class Scorer:
