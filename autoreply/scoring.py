@@ -44,7 +44,7 @@ DENSITY_NEIGHBOURS = 20
 """How many nearest texts of other entries measure a text's neighbourhood (CSLS's k)."""
 DENSITY_MAX_TEXTS = 20_000
 """Above this many texts no correction is made: the measure compares every pair of texts
-(exact search of every text: 1.5 s at 20,000 on 2 cores)."""
+(an exact search for every text: about 2 s at 20,000 on 2 cores)."""
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -235,15 +235,15 @@ class Scorer:
             and len(labels) >= HEAD_MIN_TEXTS_PER_ENTRY * n_entries
         )
         head = Head.fit(vectors, labels, n_entries, c=c) if use_head else None
-        correct = not use_head and len(labels) <= DENSITY_MAX_TEXTS
+        use_density = not use_head and len(labels) <= DENSITY_MAX_TEXTS
         try:
             confidence = _fit_confidence(
-                vectors, labels, n_entries, c, folds, seed, use_head, correct
+                vectors, labels, n_entries, c, folds, seed, use_head, use_density
             )
         except ValueError as exc:
             log.info("confidence model: using the fallback (%s)", exc)
             confidence = ConfidenceModel.fallback()
-        if correct:
+        if use_density:
             density = text_density(vectors, labels)
         else:
             density = np.zeros(len(labels), dtype=np.float32)
@@ -315,7 +315,7 @@ def _fit_confidence(
     folds: int,
     seed: int,
     use_head: bool,
-    correct_density: bool,
+    use_density: bool,
 ) -> ConfidenceModel:
     """Cross-validated features: held-out variants (in scope) and held-out entries (out of
     scope, never correct)."""
@@ -346,7 +346,7 @@ def _fit_confidence(
             head = Head.fit(vectors[train], labels[train], n_entries, c=c)
             proba = head.proba(q)
         else:
-            density = text_density(vectors[train], labels[train]) if correct_density else None
+            density = text_density(vectors[train], labels[train]) if use_density else None
             adjusted = best_per_entry(q, vectors[train], labels[train], n_entries, density)
             proba = _softmax(adjusted / KNN_TEMPERATURE)
         top = proba.argmax(axis=1)
