@@ -164,12 +164,12 @@ class KnowledgeIndex:
         """For each query vector, the best ``k`` entries by probability, best first."""
         vectors = np.atleast_2d(vectors)
         hits = self.index.search(vectors, k=DEPTH)
-        head = self.scorer.head
-        head_proba = head.proba(vectors) if head is not None else None
         scorer = self.scorer
+        head_proba = scorer.head.proba(vectors) if scorer.head is not None else None
         results: list[list[EntryMatch]] = []
         for q in range(len(vectors)):
-            # entry -> (best adjusted similarity, best cosine, row of the best adjusted text)
+            # entry -> (best adjusted similarity, best cosine, row of the best adjusted text).
+            # Hits come best cosine first, so an entry's first hit holds its best cosine.
             best: dict[int, tuple[float, float, int]] = {}
             valid = hits.rows[q] >= 0
             rows_q = hits.rows[q][valid]
@@ -180,12 +180,8 @@ class KnowledgeIndex:
                 e = int(label)
                 if e not in best:
                     best[e] = (float(adj), float(score), int(row))
-                else:
-                    top_adj, top_cos, top_row = best[e]
-                    cos = max(top_cos, float(score))
-                    if adj > top_adj:
-                        top_adj, top_row = float(adj), int(row)
-                    best[e] = (top_adj, cos, top_row)
+                elif adj > best[e][0]:
+                    best[e] = (float(adj), best[e][1], int(row))
             if head_proba is not None:
                 for e in np.argsort(-head_proba[q])[:HEAD_CANDIDATES]:
                     if int(e) not in best:

@@ -212,8 +212,7 @@ class Scorer:
         """(P(entry) for every entry, confidence of the most likely one) for each query,
         against all the texts the scorer was fitted on: what ``KnowledgeIndex.rank`` does
         over its candidates only."""
-        adjusted = best_per_entry(queries, vectors, labels, self.n_entries, self.density)
-        sims = best_per_entry(queries, vectors, labels, self.n_entries)
+        sims, adjusted = best_per_entry(queries, vectors, labels, self.n_entries, self.density)
         proba = self.proba(queries, adjusted)
         return proba, self.confidence(features(proba, sims, proba.argmax(axis=1)))
 
@@ -287,16 +286,20 @@ def best_per_entry(
     labels: np.ndarray,
     n: int,
     density: np.ndarray | None = None,
-) -> np.ndarray:
-    """(q, n) best similarity of each entry's texts; -1 for entries without texts.
-
-    With ``density`` (one value per text), half of it is taken off each text's similarity
-    first, as ``Scorer.adjust`` does.
-    """
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cosines, adjusted), each (q, n): the best cosine of each entry's texts, and its best
+    similarity after half of ``density`` (one value per text) is taken off each text's, as
+    ``Scorer.adjust`` does (the cosines again without ``density``). -1 for entries without
+    texts. One product of the queries with the texts serves both."""
     sims = queries @ vectors.T
-    if density is not None:
-        sims -= density / 2
-    out = np.full((len(queries), n), -1.0, dtype=np.float32)
+    cosines = _max_per_entry(sims, labels, n)
+    if density is None:
+        return cosines, cosines
+    return cosines, _max_per_entry(sims - density / 2, labels, n)
+
+
+def _max_per_entry(sims: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.full((len(sims), n), -1.0, dtype=np.float32)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
     starts = np.searchsorted(sorted_labels, np.arange(n))
@@ -341,13 +344,12 @@ def _fit_confidence(
             continue
         q = vectors[test]
         truth = np.where(held_entry[test], -1, labels[test])
-        sims = best_per_entry(q, vectors[train], labels[train], n_entries)
+        density = text_density(vectors[train], labels[train]) if use_density else None
+        sims, adjusted = best_per_entry(q, vectors[train], labels[train], n_entries, density)
         if use_head:
             head = Head.fit(vectors[train], labels[train], n_entries, c=c)
             proba = head.proba(q)
         else:
-            density = text_density(vectors[train], labels[train]) if use_density else None
-            adjusted = best_per_entry(q, vectors[train], labels[train], n_entries, density)
             proba = _softmax(adjusted / KNN_TEMPERATURE)
         top = proba.argmax(axis=1)
         feats.append(features(proba, sims, top))

@@ -157,7 +157,7 @@ def test_the_index_ranks_as_the_scorer_does_over_every_text(
     vectors = index.encode_queries(questions)
     texts, labels = index.index.vectors(), index.index.labels
     proba, confidence = index.scorer.score_all(vectors, texts, labels)
-    cosines = best_per_entry(vectors, texts, labels, len(index.entries))
+    cosines, _ = best_per_entry(vectors, texts, labels, len(index.entries))
     for q, matches in enumerate(index.rank(vectors)):
         top = matches[0]
         assert top.entry is index.entries[int(proba[q].argmax())]
