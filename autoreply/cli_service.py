@@ -1,4 +1,5 @@
-"""Command-line commands for the service: ``autoreply serve`` and ``autoreply agents ...``.
+"""Command-line commands for the service: ``autoreply serve``, ``autoreply agents ...`` and
+``autoreply vip ...``.
 
 ``register(app)`` adds them to the main typer app (``autoreply.cli``). Heavy modules (FastAPI,
 uvicorn, the encoder) are imported inside the commands so ``autoreply --help`` stays fast.
@@ -24,6 +25,9 @@ out = Console()
 err = Console(stderr=True)
 
 agents_app = typer.Typer(help="API tokens for agents and admins: add, list, disable, renew.")
+vip_app = typer.Typer(
+    help="The VIP list: customers whose escalations get priority and their own agent."
+)
 
 KnowledgeOpt = Annotated[
     Path | None,
@@ -44,6 +48,7 @@ def register(app: typer.Typer) -> None:
     """Add ``serve`` and the ``agents`` group to the main command-line app."""
     app.command()(serve)
     app.add_typer(agents_app, name="agents")
+    app.add_typer(vip_app, name="vip")
 
 
 def _settings(knowledge: Path | None = None, db: str | None = None) -> Settings:
@@ -194,3 +199,75 @@ def agents_disable(
     finally:
         store.close()
     out.print(f"agent {name} disabled; `autoreply agents token {name}` enables it again")
+
+
+ChannelArg = Annotated[
+    str,
+    typer.Argument(help="The channel that proves the customer's id: telegram, slack, api, ..."),
+]
+UserArg = Annotated[str, typer.Argument(help="The customer's user id on that channel.")]
+
+
+@vip_app.command("add")
+def vip_add(
+    channel: ChannelArg,
+    user_id: UserArg,
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the agents.")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who adds them (kept with the entry).")] = "cli",
+    db: DbOpt = None,
+) -> None:
+    """Put a customer on the VIP list. It counts for messages whose sender the channel
+    proves (a signed platform request, or a signed generic webhook), never for anonymous
+    POST /v1/messages requests.
+
+    Example:  autoreply vip add telegram 123456789 --note "key account"
+    """
+    store = _store(db)
+    try:
+        vip = store.add_vip(channel, user_id, added_by=by, note=note)
+    finally:
+        store.close()
+    out.print(f"{vip.user_id} on {vip.channel} is a VIP", markup=False, highlight=False)
+
+
+@vip_app.command("remove")
+def vip_remove(channel: ChannelArg, user_id: UserArg, db: DbOpt = None) -> None:
+    """Take a customer off the VIP list.
+
+    Example:  autoreply vip remove telegram 123456789
+    """
+    from autoreply.errors import NotFoundError
+
+    store = _store(db)
+    try:
+        store.remove_vip(channel, user_id)
+    except NotFoundError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    out.print(f"{user_id} on {channel} is no longer a VIP", markup=False, highlight=False)
+
+
+@vip_app.command("list")
+def vip_list(
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the VIP customers with who added them and when.
+
+    Example:  autoreply vip list
+    """
+    store = _store(db)
+    try:
+        vips = store.list_vips()
+    finally:
+        store.close()
+    if as_json:
+        rows = [v.model_dump(mode="json") for v in vips]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("channel", "user id", "note", "added by", "added", title="VIP customers")
+    for v in vips:
+        table.add_row(v.channel, v.user_id, v.note or "", v.added_by, f"{v.added_at:%Y-%m-%d}")
+    out.print(table)

@@ -35,6 +35,7 @@ from autoreply.retriever import EntryMatch, KnowledgeIndex, match_text
 from autoreply.settings import EngineConfig
 from autoreply.text import has_han, normalize
 
+_RANK = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 _PRIORITY_UP = {
     Priority.LOW: Priority.NORMAL,
     Priority.NORMAL: Priority.HIGH,
@@ -276,4 +277,8 @@ class Engine:
 
     @staticmethod
     def _priority(base: Priority, msg: Message) -> Priority:
-        return _PRIORITY_UP[base] if msg.vip else base
+        priority = _PRIORITY_UP[base] if msg.vip else base
+        asked = msg.priority  # a verified sender's floor, never lowers the engine's
+        if asked is not None and _RANK.index(asked) > _RANK.index(priority):
+            return asked
+        return priority

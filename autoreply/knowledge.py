@@ -209,6 +209,47 @@ def write_entries(path: Path, entries: Sequence[FAQEntry]) -> None:
 # --- files ------------------------------------------------------------------------------
 
 
+def check_replacement(
+    folder: Path, name: str, staged: Path
+) -> tuple[list[FAQEntry], list[Conflict]]:
+    """What ``autoreply check`` would say of ``folder`` with its file ``name`` replaced by
+    (or added as) the file at ``staged``, without touching the folder.
+
+    Raises KnowledgeInvalid with every problem (the new file's format, an id it shares
+    with another file, problems elsewhere that would stop the reload), located in
+    ``folder/name``; returns the new file's entries and the conflicts that involve them
+    (a question or variant that another entry also has)."""
+    target = folder / name
+    fresh, problems = _parse_file(staged)
+    fresh = [e.model_copy(update={"source": _moved(e.source, staged, target)}) for e in fresh]
+    problems = [
+        FAQFormatError(target, line=p.line, field=p.field, problem=p.problem, hint=p.hint)
+        for p in problems
+    ]
+    others: list[FAQEntry] = []
+    for file in _faq_files(folder):
+        if file.name != name:
+            found, bad = _parse_file(file)
+            others += found
+            problems += bad
+    problems += _duplicate_ids(others + fresh)
+    if problems:
+        raise KnowledgeInvalid(problems)
+    new_ids = {e.id for e in fresh}
+    conflicts = [
+        c
+        for c in _find_conflicts(others + fresh)
+        if c.first[0] in new_ids or c.second[0] in new_ids
+    ]
+    return fresh, conflicts
+
+
+def _moved(source: str | None, staged: Path, target: Path) -> str | None:
+    if source is None:
+        return None
+    return str(target) + source.removeprefix(str(staged))
+
+
 def _faq_files(path: Path) -> list[Path]:
     expected = f"expected an FAQ file ({', '.join(FAQ_SUFFIXES)}) or a directory of them"
     if path.is_file():

@@ -99,8 +99,16 @@ class FAQEntry(BaseModel):
         return (self.question, *self.variants)
 
 
-class Message(BaseModel):
-    """A customer's message as it arrives from any channel."""
+TRUSTED_METADATA = frozenset(
+    {"vip", "priority", "agent_id", "customer_id", "name", "email", "phone", "vip_source"}
+)
+"""Metadata keys that raise a customer's standing or claim an identity: taken only from
+verified senders (``Message.verified``), dropped from anyone else's messages."""
+
+
+class MessageIn(BaseModel):
+    """A customer's message as its sender states it: the body of ``POST /v1/messages``.
+    Nothing in it is trusted; the service turns it into a ``Message``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -111,8 +119,10 @@ class Message(BaseModel):
     message_id: str | None = Field(default=None, max_length=200)
     """The channel's own id for the message; a repeated id is answered once."""
     metadata: dict[str, Any] = Field(default_factory=dict)
-    """Free-form; understood keys: ``vip`` (bool), ``agent_id`` (preferred agent), ``name``,
-    ``picked`` (the entry id the customer chose from a clarification)."""
+    """Free-form; understood keys: ``vip`` (bool), ``priority`` (a floor for the ticket's
+    priority), ``agent_id`` (preferred agent), ``name``, ``picked`` (the entry id the
+    customer chose from a clarification). The keys in ``TRUSTED_METADATA`` count only when
+    ``verified``."""
 
     @field_validator("metadata")
     @classmethod
@@ -135,6 +145,20 @@ class Message(BaseModel):
                     ) from None
         return value
 
+
+class Message(MessageIn):
+    """A customer's message as it arrives from any channel, with what its sender can prove."""
+
+    # Room for the service's namespace prefix ("api:" and the sender's channel name).
+    conversation_id: str | None = Field(default=None, max_length=260)
+    message_id: str | None = Field(default=None, max_length=260)
+
+    verified: bool = True
+    """Whether whoever built this message vouches for ``user_id`` and the trusted metadata:
+    a signed platform request, a signed generic webhook, or the application embedding the
+    library. The service's open webhook sets False: such a message gets no VIP status, no
+    priority and no identity from what it says about itself, and no VIP-list lookup."""
+
     @property
     def conversation(self) -> str:
         """The conversation id, defaulting to one conversation per user and channel."""
@@ -142,7 +166,18 @@ class Message(BaseModel):
 
     @property
     def vip(self) -> bool:
-        return bool(self.metadata.get("vip", False))
+        return self.verified and self.metadata.get("vip") is True
+
+    @property
+    def priority(self) -> Priority | None:
+        """The priority the (verified) sender asked for, if it is a known one."""
+        value = self.metadata.get("priority") if self.verified else None
+        return Priority(value) if value in Priority.__members__.values() else None
+
+    def untrusted(self) -> Message:
+        """This message as an unverified sender's: the trusted metadata keys dropped."""
+        kept = {k: v for k, v in self.metadata.items() if k not in TRUSTED_METADATA}
+        return self.model_copy(update={"metadata": kept, "verified": False})
 
 
 class Candidate(BaseModel):
@@ -194,6 +229,9 @@ class Reply(BaseModel):
     next_open: datetime | None = None
     duplicate: bool = False
     """True when this message id was seen before and the first reply is returned again."""
+    conversation_token: str | None = None
+    """Returned once, with the reply that started a ``POST /v1/messages`` conversation: send
+    it as ``X-Conversation-Token`` to read the conversation and to keep writing to it."""
 
 
 class StoredMessage(BaseModel):
@@ -213,6 +251,9 @@ class StoredMessage(BaseModel):
     confidence: float | None = None
     agent: str | None = None
     ticket_id: int | None = None
+    details: dict[str, Any] | None = Field(default=None, exclude=True)
+    """A bot reply's other fields (candidates, priority, gap id, business hours), kept so a
+    retried message gets the first reply whole; not shown in conversations."""
 
 
 class Ticket(BaseModel):

@@ -207,6 +207,7 @@ class AutoReply:
         message is returned in its place instead of raised.
         """
         engine = self._engine  # one index for the whole call, even if reload() swaps it
+        messages = [self._standing(m) for m in messages]
         results: list[Reply | AutoreplyError | None] = [None] * len(messages)
         todo = list(range(len(messages)))
         while todo:
@@ -312,6 +313,13 @@ class AutoReply:
                 if not self.hours.is_open(now):
                     out_of_hours, next_open = True, self.hours.next_open(now)
                     text = f"{text}\n{self._out_of_hours_text(msg.text, next_open)}"
+            details = {
+                "candidates": [c.model_dump(mode="json") for c in decision.candidates],
+                "priority": decision.priority.value,
+                "gap_id": gap_id,
+                "out_of_hours": out_of_hours,
+                "next_open": next_open.isoformat() if next_open else None,
+            }
             bot = self.store.add_message(
                 conversation_id=conv,
                 user_id=msg.user_id,
@@ -324,6 +332,7 @@ class AutoReply:
                 confidence=decision.confidence,
                 ticket_id=ticket.id if ticket else None,
                 reply_to=customer.id,
+                details=details,
             )
         log.info(
             "handled",
@@ -382,25 +391,52 @@ class AutoReply:
         )
 
     # -- internals ----------------------------------------------------------------------
+    def _standing(self, msg: Message) -> Message:
+        """The message with the standing its sender can prove: an unverified sender's
+        trusted metadata dropped; a verified customer on the VIP list marked VIP."""
+        if not msg.verified:
+            return msg.untrusted()
+        if msg.vip or not self.store.is_vip(msg.channel, msg.user_id):
+            return msg
+        metadata = {**msg.metadata, "vip": True, "vip_source": "list"}
+        return msg.model_copy(update={"metadata": metadata})
+
     def _earlier_reply(self, msg: Message) -> Reply | None:
+        """The first reply to this message id on this channel, whole, or None if the id is
+        new. ConflictError when the id was used for a different text: a client reusing ids
+        would otherwise get an answer to another question."""
         assert msg.message_id is not None
         first = self.store.find_message(channel=msg.channel, external_id=msg.message_id)
         if first is None:
             return None
+        if first.conversation_id != msg.conversation or first.text != msg.text:
+            raise ConflictError(
+                f"message_id '{msg.message_id}' was already used on channel '{msg.channel}' "
+                "for a different message; give every new message its own message_id "
+                "(repeat an id only to retry the very same message)"
+            )
         bot = self.store.reply_to(first.id)
         if bot is None:
             return None
         ticket = self.store.get_ticket(bot.ticket_id) if bot.ticket_id else None
+        details = bot.details or {}
+        priority = details.get("priority") or (
+            ticket.priority if ticket else Decision.model_fields["priority"].default
+        )
         return Reply(
             decision=bot.action or Action.ESCALATE,
             reason=bot.reason or Reason.AGENT_HANDLING,
             text=bot.text,
             entry_id=bot.entry_id,
             confidence=bot.confidence or 0.0,
-            priority=ticket.priority if ticket else Decision.model_fields["priority"].default,
+            candidates=details.get("candidates", []),
+            priority=priority,
             conversation_id=first.conversation_id,
             message_id=bot.id,
             ticket_id=bot.ticket_id,
+            gap_id=details.get("gap_id"),
+            out_of_hours=details.get("out_of_hours", False),
+            next_open=details.get("next_open"),
             duplicate=True,
         )
 

@@ -376,6 +376,7 @@ class Customer:
     left: int
     busy: bool = False
     clarify: list[tuple[str, str]] = field(default_factory=list)  # (entry id, question)
+    token: str | None = None  # the conversation token the first reply returned
 
 
 @dataclass
@@ -416,7 +417,8 @@ class Load:
         self.next_user = self.next_message = self.next_reply = 0
         self.acks: dict[str, Ack] = {}  # external message id -> acknowledgement
         self.recent: deque[str] = deque(maxlen=2000)  # acked external ids (for retries)
-        self.answers: deque[int] = deque(maxlen=2000)  # bot message ids of answers
+        self.answers: deque[tuple[int, str]] = deque(maxlen=2000)  # (bot message id, conv)
+        self.conv_tokens: dict[str, str] = {}  # conversation id -> its customer token
         self.conversations: deque[str] = deque(maxlen=2000)
         self.tickets: dict[int, TicketState] = {}
         self.resolved: set[int] = set()
@@ -484,11 +486,13 @@ class Load:
 
     def acked(self, c: Customer, body: dict[str, Any], reply: dict[str, Any], replica: int) -> None:
         conv = reply["conversation_id"]
+        if reply.get("conversation_token"):  # as a web widget keeps it
+            c.token = self.conv_tokens[conv] = reply["conversation_token"]
         self.acks[body["message_id"]] = Ack(conv, reply["message_id"], body, replica)
         self.recent.append(body["message_id"])
         self.conversations.append(conv)
         if reply["decision"] == "answer" and reply["message_id"] is not None:
-            self.answers.append(reply["message_id"])
+            self.answers.append((reply["message_id"], conv))
         c.clarify = (
             [(x["entry_id"], x["question"]) for x in reply.get("candidates", [])]
             if reply["decision"] == "clarify"
@@ -501,11 +505,17 @@ class Load:
         if c.left <= 0:  # this customer leaves; a new one arrives
             self.customers[self.customers.index(c)] = self.new_customer()
 
+    @staticmethod
+    def token(c: Customer) -> dict[str, str]:
+        return {"X-Conversation-Token": c.token} if c.token else {}
+
     async def message(self, kind: str, c: Customer) -> None:
         body = self.message_body(c, kind)
         replica = self.replica()
         try:
-            outcome, response = await self.call(kind, replica, "POST", "/v1/messages", json=body)
+            outcome, response = await self.call(
+                kind, replica, "POST", "/v1/messages", json=body, headers=self.token(c)
+            )
             if outcome == "ok" and response is not None:
                 self.acked(c, body, response.json(), replica)
         finally:
@@ -517,7 +527,14 @@ class Load:
         try:
             results = await asyncio.gather(
                 *(
-                    self.call("message_race", r.index, "POST", "/v1/messages", json=body)
+                    self.call(
+                        "message_race",
+                        r.index,
+                        "POST",
+                        "/v1/messages",
+                        json=body,
+                        headers=self.token(c),
+                    )
                     for r in self.replicas
                 )
             )
@@ -534,7 +551,11 @@ class Load:
             firsts = [reply for _, reply in replies if not reply["duplicate"]]
             if len(firsts) > 1:
                 self.anomaly("race_handled_twice", message_id=body["message_id"])
-            self.acked(c, body, replies[0][1], replies[0][0])
+            # The reply that started the conversation carries its token: keep that one.
+            index, chosen = next(
+                ((i, r) for i, r in replies if r.get("conversation_token")), replies[0]
+            )
+            self.acked(c, body, chosen, index)
         finally:
             c.busy = False
 
@@ -671,11 +692,17 @@ class Load:
         if kind == "message_retry" and self.recent:
             return kind, self.message_retry(rng.choice(self.recent))
         if kind == "feedback" and self.answers:
-            body = {"message_id": rng.choice(self.answers), "helpful": rng.random() < 0.7}
-            return kind, self.call(kind, self.replica(), "POST", "/v1/feedback", json=body)
+            message_id, conv = rng.choice(self.answers)
+            body = {"message_id": message_id, "helpful": rng.random() < 0.7}
+            headers = {"X-Conversation-Token": self.conv_tokens.get(conv, "")}
+            return kind, self.call(
+                kind, self.replica(), "POST", "/v1/feedback", json=body, headers=headers
+            )
         if kind == "conversation" and self.conversations:
-            path = f"/v1/conversations/{rng.choice(self.conversations)}"
-            return kind, self.call(kind, self.replica(), "GET", path)
+            conv = rng.choice(self.conversations)
+            headers = {"X-Conversation-Token": self.conv_tokens.get(conv, "")}
+            path = f"/v1/conversations/{conv}"
+            return kind, self.call(kind, self.replica(), "GET", path, headers=headers)
         if kind == "claim_race":
             t = self.pick_ticket(claimed=False)
             if t is not None:

@@ -234,9 +234,23 @@ def ticket_metadata(key: str, value: Any) -> Callable[[Ctx, httpx.Response], Non
 def json_text(ctx: Ctx, response: httpx.Response) -> None:
     """HTML comes back as JSON text, never as a page."""
     assert response.headers["content-type"].startswith("application/json")
-    conversation = ctx.client.get(f"/v1/conversations/{response.json()['conversation_id']}")
+    reply = response.json()
+    conversation = ctx.client.get(
+        f"/v1/conversations/{reply['conversation_id']}",
+        headers={"X-Conversation-Token": reply["conversation_token"]},
+    )
     assert conversation.headers["content-type"].startswith("application/json")
     assert conversation.json()["messages"][0]["text"] == XSS
+
+
+def feedback_on(ctx: Ctx, reply: httpx.Response, *, comment: str) -> httpx.Response:
+    """Feedback on a reply, with the conversation token its widget got back."""
+    body = reply.json()
+    return ctx.client.post(
+        "/v1/feedback",
+        json={"message_id": body["message_id"], "helpful": False, "comment": comment},
+        headers={"X-Conversation-Token": body["conversation_token"]},
+    )
 
 
 def report_escaped(fmt: str) -> Callable[[Ctx], httpx.Response]:
@@ -527,7 +541,8 @@ CASES: list[Case] = [
          422, "invalid", "ticket_id"),
     Case("ticket-id-past-64-bits", "types", get(f"/v1/tickets/{2**70}"), 404, "not_found"),
     Case("feedback-id-past-64-bits", "types",
-         lambda ctx: ctx.client.post("/v1/feedback", json={"message_id": 2**70, "helpful": True}),
+         lambda ctx: ctx.client.post(
+             "/v1/feedback", json={"message_id": 2**70, "helpful": True}, headers=ctx.alice),
          404, "not_found"),
     Case("queue-status-unknown", "types", get("/v1/tickets", status="'; DROP TABLE tickets --"),
          422, "invalid", "status"),
@@ -546,19 +561,17 @@ CASES: list[Case] = [
         check=sql_field("user_id", SQLI[1])),
     Case("sqli-conversation-id", "sqli",
          message("sqli-conv", text="hi", conversation_id=SQLI[2]),
-         check=sql_field("conversation_id", SQLI[2])),
+         check=sql_field("conversation_id", f"api:{SQLI[2]}")),
     Case("sqli-message-id", "sqli", message("sqli-mid", text="hi", message_id=SQLI[3]),
          check=sql_field("external_id", SQLI[3])),
     Case("sqli-channel", "sqli", message("sqli-ch", text="hi", channel=SQLI[4][:50]),
-         check=sql_field("channel", SQLI[4][:50])),
+         check=sql_field("conversation_id", f"api:{SQLI[4][:50]}:{user('sqli-ch')}")),
     Case("sqli-metadata", "sqli",
          message("sqli-meta", text="I want to talk to a human", metadata={SQLI[5]: SQLI[6]}),
          check=ticket_metadata(SQLI[5], SQLI[6])),
-    Case("sqli-feedback-comment", "sqli", lambda ctx: ctx.client.post(
-        "/v1/feedback", json={"message_id": ctx.client.post(
-            "/v1/messages", json={"text": "如何退款", "user_id": "sqli-fb"}).json()["message_id"],
-            "helpful": False, "comment": SQLI[7]}),
-        201, check=tables_intact),
+    Case("sqli-feedback-comment", "sqli", lambda ctx: feedback_on(
+        ctx, ctx.client.post("/v1/messages", json={"text": "如何退款", "user_id": "sqli-fb"}),
+        comment=SQLI[7]), 201, check=tables_intact),
     Case("sqli-conversation-path", "sqli", get(f"/v1/conversations/{SQLI[0]}"), 404,
          "not_found"),
     Case("sqli-queue-category", "sqli", get("/v1/tickets", category=SQLI[6]),
@@ -570,8 +583,8 @@ CASES: list[Case] = [
     # -- HTML and JavaScript: stored and returned as text, escaped where rendered
     Case("html-in-message", "html", message("html", text=XSS), check=json_text),
     Case("html-in-metadata", "html",
-         message("html-meta", text="I want to talk to a human", metadata={"name": XSS}),
-         check=ticket_metadata("name", XSS)),
+         message("html-meta", text="I want to talk to a human", metadata={"page": XSS}),
+         check=ticket_metadata("page", XSS)),
     Case("html-gap-in-html-report", "html", report_escaped("html"), check=no_script),
     Case("html-gap-in-markdown-report", "html", report_escaped("md"), check=no_script),
     Case("html-in-faq-entry", "html",

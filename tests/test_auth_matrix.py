@@ -58,9 +58,9 @@ from autoreply.settings import Settings
 from autoreply.store.base import AgentRole
 
 PUBLIC = {
-    ("POST", "/v1/messages"): "the customer webhook",
-    ("GET", "/v1/conversations/{conversation_id:path}"): "the generic channel's polling",
-    ("POST", "/v1/feedback"): "customers rate answers",
+    ("POST", "/v1/messages"): "the customer webhook (its own namespace; tests/test_attacks.py)",
+    ("GET", "/v1/conversations/{conversation_id:path}"): "conversation token (test_attacks)",
+    ("POST", "/v1/feedback"): "conversation token (test_attacks)",
     ("GET", "/healthz"): "load balancer",
     ("GET", "/readyz"): "load balancer",
     ("GET", "/metrics"): "Prometheus",

@@ -161,8 +161,25 @@ def test_encrypted_signed_event_is_handled(
     client = client_for(platform, handle, ENCRYPT_KEY)
     challenge = {"type": "url_verification", "challenge": "ch-2", "token": VTOKEN}
     assert client.post(URL, **encrypted_request(challenge)).json() == {"challenge": "ch-2"}
-    assert client.post(URL, **encrypted_request(receive(), sign=False)).status_code == 200
+    assert client.post(URL, **encrypted_request(receive())).status_code == 200
     assert len(handle.messages) == 1
+
+
+def test_encrypted_event_without_signature_headers_is_401(
+    platform: FakePlatform, handle: RecordingHandler
+) -> None:
+    """Attack: an encrypted event (e.g. a captured one, replayed) without X-Lark-Signature
+    and timestamp skipped both the signature and the replay check and was answered 200.
+    With an encrypt key every event must be signed; only the URL challenge, which acts on
+    nothing, may come unsigned."""
+    client = client_for(platform, handle, ENCRYPT_KEY)
+    response = client.post(URL, **encrypted_request(receive(), sign=False))
+    assert response.status_code == 401
+    assert "missing X-Lark-Signature" in response.text
+    assert handle.messages == []
+    challenge = {"type": "url_verification", "challenge": "ch-3", "token": VTOKEN}
+    unsigned = client.post(URL, **encrypted_request(challenge, sign=False))
+    assert unsigned.json() == {"challenge": "ch-3"}
 
 
 def test_encrypted_mode_refuses_forgeries(platform: FakePlatform, handle: RecordingHandler) -> None:

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Server:
     url: str
     state: ServiceState
     knowledge: Path
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def agent(self, name: str, role: AgentRole = AgentRole.AGENT) -> str:
         token = new_token()
@@ -60,10 +61,20 @@ class Server:
         return token
 
     def say(self, text: str, **fields: Any) -> dict[str, Any]:
-        """A customer message through the public API."""
-        reply = httpx.post(f"{self.url}/v1/messages", json={"text": text, **fields}, timeout=10)
+        """A customer message through the public API, keeping the conversation's token (as
+        the customer's web widget does) for the next one."""
+        conversation = f"api:{fields.get('user_id', 'anonymous')}"
+        token = self.tokens.get(conversation)
+        reply = httpx.post(
+            f"{self.url}/v1/messages",
+            json={"text": text, **fields},
+            headers={"X-Conversation-Token": token} if token else {},
+            timeout=10,
+        )
         assert reply.status_code == 200, reply.text
         body: dict[str, Any] = reply.json()
+        if body.get("conversation_token"):
+            self.tokens[body["conversation_id"]] = body["conversation_token"]
         return body
 
 

@@ -123,9 +123,32 @@ def test_messages_through_both_replicas_are_stored_exactly_once(replicas: Replic
         for c in range(20)
         for n, text in enumerate(["如何退款", "password reset", HUMAN])
     ]
-    jobs = [(url, body) for body in messages for url in replicas.urls]
-    with ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(lambda job: post(job[0], "/v1/messages", json=job[1]), jobs))
+    tokens: dict[str, str] = {}
+
+    def send(job: tuple[str, dict[str, str]]) -> httpx.Response:
+        token = tokens.get(job[1]["user_id"])
+        headers = {"X-Conversation-Token": token} if token else {}
+        return post(job[0], "/v1/messages", json=job[1], headers=headers)
+
+    # The first message of each conversation, then the rest with the conversation token
+    # the first reply returned (as a web widget does); each message to both replicas at once.
+    jobs: list[tuple[str, dict[str, str]]] = []
+    responses: list[httpx.Response] = []
+    for first in (True, False):
+        batch = [
+            (url, body)
+            for body in messages
+            if body["message_id"].endswith("-0") == first
+            for url in replicas.urls
+        ]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, batch))
+        for (_, body), response in zip(batch, answers, strict=True):
+            if response.status_code == 200 and response.json().get("conversation_token"):
+                tokens[body["user_id"]] = response.json()["conversation_token"]
+        jobs += batch
+        responses += answers
+    assert len(tokens) == 20, "every conversation's first reply carries its token"
     acked: dict[str, set[int]] = {}
     for (_, body), response in zip(jobs, responses, strict=True):
         assert response.status_code in (200, 409), response.text

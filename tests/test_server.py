@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -64,10 +65,32 @@ def agent(
     return {"Authorization": f"Bearer {token}"}
 
 
+_TOKENS: weakref.WeakKeyDictionary[TestClient, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def conversation_of(fields: dict[str, Any]) -> str:
+    """The stored id of a ``POST /v1/messages`` conversation (the ``api`` namespace)."""
+    name = fields.get("conversation_id") or f"{fields.get('channel', 'api')}:" + str(
+        fields.get("user_id", "anonymous")
+    )
+    return name if name.startswith("api:") else f"api:{name}"
+
+
+def token_for(client: TestClient, conversation_id: str) -> dict[str, str]:
+    """The X-Conversation-Token header for a conversation ``send`` started on ``client``."""
+    token = _TOKENS.get(client, {}).get(conversation_id)
+    return {"X-Conversation-Token": token} if token else {}
+
+
 def send(client: TestClient, text: str, **fields: Any) -> dict[str, Any]:
-    response = client.post("/v1/messages", json={"text": text, **fields})
+    """POST a customer message as its web widget would: keeping the conversation token the
+    first reply returned and sending it with the next messages."""
+    headers = token_for(client, conversation_of(fields))
+    response = client.post("/v1/messages", json={"text": text, **fields}, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    if body.get("conversation_token"):
+        _TOKENS.setdefault(client, {})[body["conversation_id"]] = body["conversation_token"]
     return body
 
 
@@ -164,11 +187,14 @@ def test_conversation_shows_history_and_polls_with_after(client: TestClient) -> 
     """History oldest first; ``after`` returns only newer messages; unknown ids are 404."""
     first = send(client, "如何退款", user_id="poll")
     send(client, "怎么修改密码？", user_id="poll")
-    messages = client.get("/v1/conversations/api:poll").json()["messages"]
+    token = token_for(client, "api:poll")
+    messages = client.get("/v1/conversations/api:poll", headers=token).json()["messages"]
     assert [m["role"] for m in messages] == ["customer", "bot", "customer", "bot"]
-    newer = client.get("/v1/conversations/api:poll", params={"after": first["message_id"]})
+    newer = client.get(
+        "/v1/conversations/api:poll", params={"after": first["message_id"]}, headers=token
+    )
     assert [m["role"] for m in newer.json()["messages"]] == ["customer", "bot"]
-    body = error(client.get("/v1/conversations/nobody"), 404, "not_found")
+    body = error(client.get("/v1/conversations/nobody", headers=token), 404, "not_found")
     assert "no conversation 'nobody'" in body["message"]
 
 
@@ -176,12 +202,16 @@ def test_feedback_on_a_bot_answer(client: TestClient) -> None:
     """Feedback is stored on the bot's reply; on anything else it is 404."""
     reply = send(client, "如何退款", user_id="fb")
     response = client.post(
-        "/v1/feedback", json={"message_id": reply["message_id"], "helpful": False, "comment": "?"}
+        "/v1/feedback",
+        json={"message_id": reply["message_id"], "helpful": False, "comment": "?"},
+        headers=token_for(client, "api:fb"),
     )
     assert response.status_code == 201
     assert response.json()["helpful"] is False
     assert response.json()["message_id"] == reply["message_id"]
-    error(client.post("/v1/feedback", json={"message_id": 999, "helpful": True}), 404, "not_found")
+    token = token_for(client, "api:fb")
+    missing = client.post("/v1/feedback", json={"message_id": 999, "helpful": True}, headers=token)
+    error(missing, 404, "not_found")
     error(client.post("/v1/feedback", json={"message_id": "x", "helpful": 1.5}), 422, "invalid")
 
 
@@ -248,7 +278,11 @@ def test_per_user_rate_limit_is_429_with_retry_after(settings: Settings) -> None
     with served(settings, rate_per_user=0.01, burst_per_user=2) as client:
         send(client, "hi", user_id="u1")
         send(client, "hi", user_id="u1")
-        response = client.post("/v1/messages", json={"text": "hi", "user_id": "u1"})
+        response = client.post(
+            "/v1/messages",
+            json={"text": "hi", "user_id": "u1"},
+            headers=token_for(client, "api:u1"),
+        )
         body = error(response, 429, "rate_limited")
         assert int(response.headers["Retry-After"]) >= 1
         assert "user api:u1" in body["message"]

@@ -12,11 +12,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server import HUMAN, agent, error, escalate, module_settings, send, served, state
+from test_server import (
+    HUMAN,
+    agent,
+    error,
+    escalate,
+    module_settings,
+    send,
+    served,
+    state,
+    token_for,
+)
 
 from autoreply.channels.config import ChannelsConfig, TelegramConfig
 from autoreply.errors import AutoreplyError
-from autoreply.models import Ticket
+from autoreply.models import Message, Reply, Ticket
 from autoreply.settings import Settings
 from autoreply.store.base import AgentRole
 
@@ -42,6 +52,13 @@ class FakeChannel:
 
     async def resolved(self, ticket: Ticket) -> None:
         self.resolutions.append(ticket)
+
+
+def arrive(client: TestClient, message: Message) -> Reply:
+    """A message through its channel's own (verified) route, as the adapter hands it to
+    the app: ``POST /v1/messages`` can no longer speak for another channel."""
+    reply: Reply = client.portal.call(state(client).handle, message)  # type: ignore[union-attr]
+    return reply
 
 
 def eventually(check: Any, timeout: float = 5.0) -> None:
@@ -109,7 +126,9 @@ def test_agent_works_a_ticket_end_to_end(
     assert response.json()["message"]["role"] == "agent"
     assert response.json()["delivery"]["status"] == "poll"  # generic, no callback URL
 
-    conversation = client.get("/v1/conversations/api:e2e").json()["messages"]
+    # the customer's widget polls with the token its first reply carried
+    polled = client.get("/v1/conversations/api:e2e", headers=token_for(client, "api:e2e"))
+    conversation = polled.json()["messages"]
     assert conversation[-1]["role"] == "agent" and conversation[-1]["text"] == answer
     assert conversation[-1]["agent"] == "alice"
 
@@ -260,7 +279,10 @@ def test_replies_go_out_through_the_conversations_channel(
     """A channel conversation: handoff on escalation, the reply sent through the channel
     (or recorded as failed, still stored), resolution notified."""
     client, fake = shop
-    ticket_id = escalate(client, user="chat-1", channel="fake", conversation_id="fake:room-1")
+    ticket_id = arrive(
+        client, Message(text=HUMAN, user_id="chat-1", channel="fake", conversation_id="fake:room-1")
+    ).ticket_id
+    assert ticket_id is not None
     eventually(lambda: any(t.id == ticket_id for t in fake.handoffs))
     sent = client.post(f"/v1/tickets/{ticket_id}/reply", headers=alice, json={"text": "Hello!"})
     assert sent.json()["delivery"]["status"] == "sent"
@@ -291,7 +313,9 @@ def test_without_channel_adapters_replies_wait_for_polling(
     monkeypatch.setitem(sys.modules, "autoreply.channels.registry", None)
     with served(settings) as client:
         alice = agent(client, "alice")
-        ticket_id = escalate(client, user="u1", channel="slack", conversation_id="slack:T:C")
+        ticket_id = arrive(
+            client, Message(text=HUMAN, user_id="u1", channel="slack", conversation_id="slack:T:C")
+        ).ticket_id
         reply = client.post(f"/v1/tickets/{ticket_id}/reply", headers=alice, json={"text": "Hi"})
         assert reply.json()["delivery"]["status"] == "poll"
         assert reply.json()["delivery"]["channel"] == "slack"

@@ -1,4 +1,5 @@
-"""Admin routes (admin token): reload or upload knowledge, review FAQ candidates, stats.
+"""Admin routes (admin token): reload or upload knowledge, review FAQ candidates, stats, and
+the VIP list.
 
 Reloading swaps the engine atomically (``AutoReply.reload``): messages already being
 answered finish on the old index, later ones use the new. An uploaded FAQ file is validated
@@ -14,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from autoreply.api.auth import AdminDep
 from autoreply.api.batching import in_own_thread
@@ -23,11 +25,11 @@ from autoreply.api.schemas import ReloadResult, Stats, UploadResult
 from autoreply.api.state import StateDep
 from autoreply.errors import ConflictError, FAQFormatError, KnowledgeInvalid
 from autoreply.faqfiles import FAQ_SUFFIXES
-from autoreply.knowledge import bundled_knowledge_dir, parse_entries
+from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
 from autoreply.models import CandidateStatus, FAQCandidate
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
-from autoreply.store.base import DeliveryStatus, Interception
+from autoreply.store.base import DeliveryStatus, Interception, Vip
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -62,10 +64,20 @@ async def upload_knowledge(
     admin: AdminDep,
     state: StateDep,
     file: Annotated[UploadFile, File(description=f"An FAQ file: {', '.join(FAQ_SUFFIXES)}")],
+    dry_run: Annotated[
+        bool, Query(description="Check only: return the report, change nothing.")
+    ] = False,
+    accept_warnings: Annotated[
+        bool,
+        Query(description="Install even if the file's questions conflict with other entries."),
+    ] = False,
 ) -> UploadResult:
-    """Validate the file, write it into the knowledge folder (replacing a file of the same
-    name) and reload. Problems come back as 422 ``knowledge_invalid`` with ``problems:
-    [{file, line, field, problem, hint, message}]``."""
+    """Run the full ``autoreply check`` on the knowledge folder as it would be with this file
+    (format, ids shared with other files, questions another entry also has), then write it
+    into the folder (replacing a file of the same name) and reload. Problems come back as
+    422 ``knowledge_invalid`` with ``problems: [{file, line, field, problem, hint,
+    message}]``; conflicts do too unless ``accept_warnings``, and are then listed in
+    ``warnings``. ``dry_run`` returns the report without changing anything."""
     name = Path(file.filename or "").name
     if not name or name.startswith((".", "~$")) or Path(name).suffix.lower() not in FAQ_SUFFIXES:
         raise Invalid(
@@ -75,13 +87,17 @@ async def upload_knowledge(
         )
     data = await file.read()
     async with state.admin_lock:
-        entries, index = await in_own_thread(
-            lambda: _install(state.bot, name, data), name="autoreply-reload"
+        return await in_own_thread(
+            lambda: _install(
+                state.bot, name, data, dry_run=dry_run, accept_warnings=accept_warnings
+            ),
+            name="autoreply-reload",
         )
-    return UploadResult(file=name, entries=entries, reload=reload_result(index))
 
 
-def _install(bot: AutoReply, name: str, data: bytes) -> tuple[int, KnowledgeIndex]:
+def _install(
+    bot: AutoReply, name: str, data: bytes, *, dry_run: bool, accept_warnings: bool
+) -> UploadResult:
     folder = resolve_knowledge_path(bot.settings.knowledge)
     if not folder.is_dir() or folder.resolve() == bundled_knowledge_dir().resolve():
         raise ConflictError(
@@ -92,11 +108,17 @@ def _install(bot: AutoReply, name: str, data: bytes) -> tuple[int, KnowledgeInde
         staged = Path(tmp) / name
         staged.write_bytes(data)
         try:
-            entries = parse_entries(staged)
+            entries, conflicts = check_replacement(folder, name, staged)
         except KnowledgeInvalid as exc:
-            raise KnowledgeInvalid([_relabel(p, name) for p in exc.problems]) from None
+            raise KnowledgeInvalid([_relabel(p, folder) for p in exc.problems]) from None
         except FAQFormatError as exc:
-            raise KnowledgeInvalid([_relabel(exc, name)]) from None
+            raise KnowledgeInvalid([_relabel(exc, folder)]) from None
+    warnings = [_relabel(_conflict_problem(c), folder) for c in conflicts]
+    if warnings and not accept_warnings and not dry_run:
+        raise KnowledgeInvalid(warnings)
+    report = [w.to_dict() for w in warnings]
+    if dry_run:
+        return UploadResult(file=name, entries=len(entries), warnings=report, dry_run=True)
     target = folder / name
     previous = target.read_bytes() if target.exists() else None
     _write_atomic(target, data)
@@ -108,13 +130,33 @@ def _install(bot: AutoReply, name: str, data: bytes) -> tuple[int, KnowledgeInde
         else:
             _write_atomic(target, previous)
         raise
-    return len(entries), index
+    return UploadResult(
+        file=name, entries=len(entries), warnings=report, reload=reload_result(index)
+    )
 
 
-def _relabel(problem: FAQFormatError, name: str) -> FAQFormatError:
-    """The same problem, located in the uploaded file's name instead of the staging path."""
+def _conflict_problem(conflict: Conflict) -> FAQFormatError:
+    """A conflict in the same file:line/field shape as every other knowledge problem."""
+    file, _, line = conflict.second[1].rpartition(":")
     return FAQFormatError(
-        name, line=problem.line, field=problem.field, problem=problem.problem, hint=problem.hint
+        file,
+        line=int(line) if line.isdigit() else None,
+        field="question",
+        problem=(
+            f"'{conflict.text}' of entry '{conflict.second[0]}' is also in entry "
+            f"'{conflict.first[0]}' ({conflict.first[1]})"
+        ),
+        hint="keep it in one entry, or upload with accept_warnings=true to keep both",
+    )
+
+
+def _relabel(problem: FAQFormatError, folder: Path) -> FAQFormatError:
+    """The same problem, located relative to the knowledge folder (no server paths)."""
+    path = Path(problem.path)
+    shown = path.relative_to(folder) if path.is_relative_to(folder) else Path(path.name)
+    problem_text = problem.problem.replace(f"{folder}/", "")
+    return FAQFormatError(
+        shown, line=problem.line, field=problem.field, problem=problem_text, hint=problem.hint
     )
 
 
@@ -177,3 +219,38 @@ def stats(admin: AdminDep, state: StateDep) -> Stats:
         deliveries_failed=len(failed),
         knowledge=reload_result(state.bot.engine.index),
     )
+
+
+class VipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+@router.get("/vips", response_model=list[Vip], summary="The VIP list")
+def list_vips(admin: AdminDep, state: StateDep) -> list[Vip]:
+    """Customers whose escalations get priority and stick to their last agent, as (channel,
+    user id). They count only for senders the channel proves: platform channels, and
+    ``POST /v1/messages`` when it is signed with the webhook secret."""
+    return state.bot.store.list_vips()
+
+
+@router.put(
+    "/vips/{channel}/{user_id:path}", response_model=Vip, summary="Put a customer on the VIP list"
+)
+def put_vip(
+    channel: str, user_id: str, admin: AdminDep, state: StateDep, body: VipIn | None = None
+) -> Vip:
+    """Add (or update) a VIP; the admin's name is kept with the entry."""
+    note = body.note if body is not None else None
+    return state.bot.store.add_vip(channel, user_id, added_by=admin.name, note=note)
+
+
+@router.delete(
+    "/vips/{channel}/{user_id:path}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Take a customer off the VIP list",
+)
+def delete_vip(channel: str, user_id: str, admin: AdminDep, state: StateDep) -> None:
+    """404 when the customer is not on the list."""
+    state.bot.store.remove_vip(channel, user_id)

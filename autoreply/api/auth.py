@@ -14,7 +14,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoreply.api.errors import Forbidden, Unauthorized
-from autoreply.api.state import StateDep
+from autoreply.api.state import ServiceState, StateDep
 from autoreply.store.base import Agent, AgentRole
 
 _bearer = HTTPBearer(
@@ -23,17 +23,22 @@ _bearer = HTTPBearer(
 )
 
 
-def current_agent(
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Agent:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def current_agent(state: StateDep, credentials: BearerDep) -> Agent:
     """The agent whose bearer token came with the request, or 401 saying what is wrong."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized(
             "missing bearer token: send 'Authorization: Bearer <token>' "
             "(an admin creates tokens with `autoreply agents add NAME`)"
         )
-    agent = state.bot.store.agent_for_token(credentials.credentials)
+    return agent_for(state, credentials.credentials)
+
+
+def agent_for(state: ServiceState, token: str) -> Agent:
+    """The agent a bearer token belongs to, or 401 saying what is wrong with it."""
+    agent = state.bot.store.agent_for_token(token)
     if agent is None:
         raise Unauthorized("unknown token: check it was copied whole, or ask an admin for one")
     if agent.disabled:

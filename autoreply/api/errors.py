@@ -16,8 +16,10 @@ AutoreplyError                  status  type
       ├── ProhibitedPhrase      422     prohibited_phrase (+ phrase)
       └── RateLimited           429     rate_limited (+ Retry-After)
 Request validation errors, and JSON bodies that cannot be read (not UTF-8, nested too deeply),
-are 422 ``invalid`` with ``errors: [{field, problem}]``; HTTP errors
-from routing (404, 405) keep their status with type ``http``.
+are 422 ``invalid`` with ``errors: [{field, problem}]``; a channel's or the webhook's refused
+signature is 401 with its kind as the type (``missing_signature``, ``bad_signature``,
+``stale_timestamp``, ``bad_token``, ...: ``channels.base.Rejected``); HTTP errors from routing
+(404, 405) keep their status with type ``http``.
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ def install_error_handlers(app: FastAPI) -> None:
             errors = [{"field": "body", "problem": problem}]
             return JSONResponse(error_body("invalid", problem, errors=errors), status_code=422)
         return JSONResponse(
-            error_body("http", str(exc.detail)),
+            error_body(getattr(exc, "kind", "http"), str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

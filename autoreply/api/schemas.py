@@ -149,7 +149,13 @@ class UploadResult(BaseModel):
     file: str
     entries: int
     """Entries in the uploaded file."""
-    reload: ReloadResult
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
+    """Conflicts with other entries ({file, line, field, problem, hint, message}), installed
+    anyway because the admin accepted warnings (or reported by a dry run)."""
+    dry_run: bool = False
+    """True: only checked; nothing was written or reloaded."""
+    reload: ReloadResult | None = None
+    """The reload after installing (None for a dry run)."""
 
 
 class Stats(BaseModel):

@@ -50,6 +50,17 @@ class ChannelError(AutoreplyError):
     """A message could not be delivered to a platform, or a channel is misconfigured."""
 
 
+class Rejected(HTTPException):
+    """401 for a request that cannot prove who sent it. ``kind`` is machine-readable and
+    stable, and the app renders it as the error type: ``missing_signature``,
+    ``bad_signature``, ``stale_timestamp``, ``malformed_timestamp``, ``missing_token``,
+    ``bad_token``, ``not_encrypted``, ``cannot_decrypt``."""
+
+    def __init__(self, channel: str, kind: str, reason: str) -> None:
+        super().__init__(401, f"{channel}: {reason}")
+        self.kind = kind
+
+
 def same(given: str | None, expected: str) -> bool:
     """Constant-time string comparison; a missing or empty value never matches."""
     if not given or not expected:
@@ -93,6 +104,43 @@ def build_message(**fields: Any) -> Message:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise HTTPException(400, f"message cannot be accepted: {problems}") from None
+
+
+def reject(request: Request, channel: str, kind: str, reason: str) -> Rejected:
+    """Log a refused request and build its 401 for ``channel`` (raise the result)."""
+    ip = request.client.host if request.client else None
+    log.warning(
+        "%s: request rejected (%s: %s) from %s",
+        channel,
+        kind,
+        reason,
+        ip,
+        extra={"channel": channel, "reason": reason, "kind": kind, "remote_ip": ip},
+    )
+    return Rejected(channel, kind, reason)
+
+
+def check_fresh(
+    request: Request,
+    channel: str,
+    timestamp: str,
+    max_skew_seconds: float,
+    *,
+    millis: bool = False,
+) -> None:
+    """Refuse (401) a signed request whose timestamp is malformed or further than
+    ``max_skew_seconds`` from now: a correct signature on an old request is a replay."""
+    try:
+        sent = int(timestamp) / (1000 if millis else 1)
+    except ValueError:
+        raise reject(
+            request, channel, "malformed_timestamp", f"malformed timestamp {timestamp[:20]!r}"
+        ) from None
+    skew = abs(time.time() - sent)
+    if skew > max_skew_seconds:
+        raise reject(
+            request, channel, "stale_timestamp", f"timestamp {skew:.0f}s away from now (replay?)"
+        )
 
 
 def split_address(conversation_id: str, channel: str, parts: int) -> list[str]:
@@ -192,30 +240,19 @@ class Channel(ABC):
         return None
 
     # -- for subclasses -------------------------------------------------------------------
-    def reject(self, request: Request, reason: str) -> HTTPException:
-        """Log a refused request and build its 401 (raise the result)."""
-        ip = request.client.host if request.client else None
-        log.warning(
-            "%s: request rejected (%s) from %s",
-            self.name,
-            reason,
-            ip,
-            extra={"channel": self.name, "reason": reason, "remote_ip": ip},
-        )
-        return HTTPException(401, f"{self.name}: {reason}")
+    def reject(self, request: Request, kind: str, reason: str) -> Rejected:
+        """Log a refused request and build its 401 (raise the result). ``kind`` is the error
+        type the caller sees: ``missing_signature``, ``bad_signature``, ``stale_timestamp``,
+        ``malformed_timestamp``, ``missing_token``, ``bad_token``, ``not_encrypted``,
+        ``cannot_decrypt``."""
+        return reject(request, self.name, kind, reason)
 
     def check_fresh(
         self, request: Request, timestamp: str, max_skew_seconds: float, *, millis: bool = False
     ) -> None:
         """Refuse (401) a signed request whose timestamp is missing, malformed or further than
         ``max_skew_seconds`` from now: a correct signature on an old request is a replay."""
-        try:
-            sent = int(timestamp) / (1000 if millis else 1)
-        except ValueError:
-            raise self.reject(request, f"malformed timestamp {timestamp[:20]!r}") from None
-        skew = abs(time.time() - sent)
-        if skew > max_skew_seconds:
-            raise self.reject(request, f"timestamp {skew:.0f}s away from now (replay?)")
+        check_fresh(request, self.name, timestamp, max_skew_seconds, millis=millis)
 
     async def reply_later(
         self, handle: Handler, message: Message, deliver: Callable[[str], Awaitable[None]]

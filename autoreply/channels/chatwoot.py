@@ -110,9 +110,9 @@ class ChatwootChannel(Channel):
         async def webhook(request: Request, background: BackgroundTasks) -> Response:
             token = request.query_params.get("token")
             if not token:
-                raise self.reject(request, "missing ?token=")
+                raise self.reject(request, "missing_token", "missing ?token=")
             if not same(token, self.config.chatwoot.webhook_token):
-                raise self.reject(request, "wrong token")
+                raise self.reject(request, "bad_token", "wrong token")
             data = parse_json(await request.body())
             event = data.get("event")
             if event in RESOLVED_EVENTS:

@@ -60,6 +60,12 @@ class GenericConfig(BaseModel):
     """Where agent replies for the generic channel are POSTed (empty: poll the conversation)."""
     callback_secret: str = ""
     """HMAC-SHA256 key for the ``X-Autoreply-Signature`` header on callbacks."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key that signs requests to ``POST /v1/messages``. Once set, every request
+    must carry ``X-Autoreply-Timestamp`` and ``X-Autoreply-Signature`` (401 otherwise), and
+    only signed requests may set VIP, priority and identity metadata."""
+    max_skew_seconds: int = 300
+    """A signed webhook request whose timestamp is further from now is refused (a replay)."""
 
 
 class ChannelsConfig(BaseModel):

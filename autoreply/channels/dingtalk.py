@@ -103,10 +103,10 @@ class DingTalkChannel(Channel):
         timestamp = request.headers.get("timestamp", "")
         sign = request.headers.get("sign")
         if not timestamp or not sign:
-            raise self.reject(request, "missing timestamp or sign header")
+            raise self.reject(request, "missing_signature", "missing timestamp or sign header")
         self.check_fresh(request, timestamp, cfg.max_skew_seconds, millis=True)
         if not same(sign, dingtalk_sign(cfg.app_secret, timestamp)):
-            raise self.reject(request, "bad sign")
+            raise self.reject(request, "bad_signature", "bad sign")
 
     def _remember(self, conversation: str, data: dict[str, Any]) -> None:
         url = data.get("sessionWebhook")

@@ -106,12 +106,12 @@ class FeishuChannel(Channel):
             data = self._open(request, await request.body())
             if data.get("type") == "url_verification":
                 if not same(data.get("token"), self.config.feishu.verification_token):
-                    raise self.reject(request, "wrong verification token")
+                    raise self.reject(request, "bad_token", "wrong verification token")
                 return JSONResponse({"challenge": data.get("challenge", "")})
             header = data.get("header") if data.get("schema") == "2.0" else None
             token = header.get("token") if isinstance(header, dict) else data.get("token")
             if not same(token if isinstance(token, str) else None, self._vtoken):
-                raise self.reject(request, "wrong or missing verification token")
+                raise self.reject(request, "bad_token", "wrong or missing verification token")
             if not isinstance(header, dict) or header.get("event_type") != "im.message.receive_v1":
                 return JSONResponse({"ok": True, "ignored": "not im.message.receive_v1"})
             event_id = header.get("event_id")
@@ -145,20 +145,37 @@ class FeishuChannel(Channel):
                     400, "event is encrypted: set AUTOREPLY_CHANNELS__FEISHU__ENCRYPT_KEY"
                 )
             return data
+        # With an encrypt key, Feishu signs every event: one without the headers is a
+        # forgery or a replay (it would skip the freshness check), never Feishu. Only the
+        # one-off URL check may come unsigned: it acts on nothing, and it still has to be
+        # encrypted with the key and carry the verification token.
         signature = request.headers.get("x-lark-signature")
-        if signature is not None:
-            timestamp = request.headers.get("x-lark-request-timestamp", "")
-            nonce = request.headers.get("x-lark-request-nonce", "")
-            if not same(signature, lark_signature(timestamp, nonce, key, body)):
-                raise self.reject(request, "bad X-Lark-Signature")
+        timestamp = request.headers.get("x-lark-request-timestamp", "")
+        nonce = request.headers.get("x-lark-request-nonce", "")
+        signed = bool(signature and timestamp and nonce)
+        if signed and not same(signature, lark_signature(timestamp, nonce, key, body)):
+            raise self.reject(request, "bad_signature", "bad X-Lark-Signature")
+        if signed:
             self.check_fresh(request, timestamp, self.config.feishu.max_skew_seconds)
         encrypted = data.get("encrypt")
         if not isinstance(encrypted, str):
-            raise self.reject(request, "body is not encrypted but an encrypt key is set")
+            raise self.reject(
+                request, "not_encrypted", "body is not encrypted but an encrypt key is set"
+            )
         try:
-            return parse_json(FeishuCipher(key).decrypt(encrypted).encode())
+            opened = parse_json(FeishuCipher(key).decrypt(encrypted).encode())
         except ValueError:
-            raise self.reject(request, "cannot decrypt with the configured encrypt key") from None
+            raise self.reject(
+                request, "cannot_decrypt", "cannot decrypt with the configured encrypt key"
+            ) from None
+        if not signed and opened.get("type") != "url_verification":
+            raise self.reject(
+                request,
+                "missing_signature",
+                "missing X-Lark-Signature, X-Lark-Request-Timestamp or X-Lark-Request-Nonce "
+                "(every event is signed once an encrypt key is set)",
+            )
+        return opened
 
     def _message(self, event: dict[str, Any]) -> tuple[Message, str] | None:
         sender = event.get("sender") or {}

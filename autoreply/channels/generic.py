@@ -1,6 +1,10 @@
 """The generic channel: agent replies POSTed to your callback URL, signed with HMAC-SHA256.
 
 Inbound messages arrive on the app's own ``POST /v1/messages``, so this channel has no routes.
+With ``AUTOREPLY_CHANNELS__GENERIC__WEBHOOK_SECRET`` set, every inbound request must be signed
+(``sign_request``): ``X-Autoreply-Timestamp`` (unix seconds) and ``X-Autoreply-Signature:
+sha256=<hex HMAC-SHA256 of "<timestamp>." + raw body>``; only signed requests may claim VIP,
+priority or a customer identity.
 When an agent replies later, ``send`` POSTs to ``AUTOREPLY_CHANNELS__GENERIC__CALLBACK_URL``::
 
     POST <callback_url>
@@ -66,6 +70,13 @@ def verify_callback_signature(
     if sent_at.tzinfo is None:
         return False
     return abs(time.time() - sent_at.timestamp()) <= max_age
+
+
+def sign_request(body: bytes, secret: str, timestamp: int | str) -> str:
+    """The ``X-Autoreply-Signature`` value a sender puts on a ``POST /v1/messages`` request:
+    ``sha256=<hex>`` over ``"<timestamp>."`` followed by the exact body bytes."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 class GenericChannel(Channel):

@@ -95,10 +95,10 @@ class SlackChannel(Channel):
         timestamp = request.headers.get("x-slack-request-timestamp", "")
         signature = request.headers.get("x-slack-signature")
         if not signature or not timestamp:
-            raise self.reject(request, "missing signature headers")
+            raise self.reject(request, "missing_signature", "missing signature headers")
         self.check_fresh(request, timestamp, cfg.max_skew_seconds)
         if not same(signature, slack_signature(cfg.signing_secret, timestamp, body)):
-            raise self.reject(request, "bad signature")
+            raise self.reject(request, "bad_signature", "bad signature")
 
     @staticmethod
     def _is_customer_message(event: dict[str, Any]) -> bool:

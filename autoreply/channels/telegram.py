@@ -52,9 +52,9 @@ class TelegramChannel(Channel):
         async def webhook(request: Request, background: BackgroundTasks) -> Response:
             given = request.headers.get(SECRET_HEADER)
             if not given:
-                raise self.reject(request, "missing secret token header")
+                raise self.reject(request, "missing_token", "missing secret token header")
             if not same(given, self.config.telegram.secret_token):
-                raise self.reject(request, "wrong secret token")
+                raise self.reject(request, "bad_token", "wrong secret token")
             update = parse_json(await request.body())
             update_id = update.get("update_id")
             if not isinstance(update_id, int):

@@ -79,10 +79,12 @@ class WeComChannel(Channel):
             q = request.query_params
             echostr = q.get("echostr", "")
             timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+            if not q.get("msg_signature"):
+                raise self.reject(request, "missing_signature", "missing msg_signature")
             if not echostr or not self.crypto.verify(
                 q.get("msg_signature"), timestamp, nonce, echostr
             ):
-                raise self.reject(request, "bad or missing msg_signature")
+                raise self.reject(request, "bad_signature", "bad msg_signature")
             return PlainTextResponse(self._decrypt(request, echostr))
 
         @router.post("/callback", summary="WeCom message callback")
@@ -93,8 +95,10 @@ class WeComChannel(Channel):
             encrypted = parse_xml(body).get("Encrypt", "")
             if not encrypted:
                 raise HTTPException(400, "callback body has no <Encrypt> element")
+            if not q.get("msg_signature"):
+                raise self.reject(request, "missing_signature", "missing msg_signature")
             if not self.crypto.verify(q.get("msg_signature"), timestamp, nonce, encrypted):
-                raise self.reject(request, "bad or missing msg_signature")
+                raise self.reject(request, "bad_signature", "bad msg_signature")
             self.check_fresh(request, timestamp, self.config.wecom.max_skew_seconds)
             inner = parse_xml(self._decrypt(request, encrypted))
             if inner.get("MsgType") != "text" or not inner.get("FromUserName"):
@@ -119,7 +123,7 @@ class WeComChannel(Channel):
         try:
             return self.crypto.decrypt(encrypted)
         except WeComCryptoError as exc:
-            raise self.reject(request, str(exc).removeprefix("wecom: ")) from None
+            raise self.reject(request, "cannot_decrypt", str(exc).removeprefix("wecom: ")) from None
 
     def passive_reply(self, user: str, text: str, *, timestamp: str | None = None) -> str:
         """The encrypted reply XML for ``text`` to ``user`` (WeCom shows it at once)."""

@@ -76,6 +76,16 @@ class Agent(BaseModel):
         return self.expires_at is not None and now >= self.expires_at
 
 
+class Vip(BaseModel):
+    """A customer on the admin-managed VIP list: (channel, user_id) as the channel proves it."""
+
+    channel: str
+    user_id: str
+    note: str | None = None
+    added_by: str
+    added_at: datetime
+
+
 class Interception(BaseModel):
     """An agent reply blocked because it contained a prohibited phrase (违规话术)."""
 
@@ -293,6 +303,31 @@ class Store(Protocol):
         self, ticket_id: int, *, agent: str, resolution: str | None = None
     ) -> Ticket:
         """The owner closes the ticket. ``resolution`` defaults to the agent's last reply."""
+        ...
+
+    def set_conversation_key(self, conversation_id: str, token_hash: str) -> bool:
+        """Give a conversation its customer token (sha256 hex) unless it has one already;
+        True if this call set it (concurrent first messages: exactly one wins)."""
+        ...
+
+    def conversation_key(self, conversation_id: str) -> str | None:
+        """The sha256 hex of the conversation's customer token, or None."""
+        ...
+
+    def add_vip(self, channel: str, user_id: str, *, added_by: str, note: str | None = None) -> Vip:
+        """Put a customer on the VIP list (again: updates the note and who added it)."""
+        ...
+
+    def remove_vip(self, channel: str, user_id: str) -> None:
+        """Take a customer off the VIP list; NotFoundError if they are not on it."""
+        ...
+
+    def list_vips(self) -> list[Vip]:
+        """The VIP list, by channel then user id."""
+        ...
+
+    def is_vip(self, channel: str, user_id: str) -> bool:
+        """Whether (channel, user_id) is on the VIP list."""
         ...
 
     def last_agent_for_user(self, user_id: str) -> str | None:

@@ -227,11 +227,40 @@ def m004_knowledge_version(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO knowledge_version (id, version, updated_at) VALUES (1, 0, NULL)")
 
 
+def m005_trust(conn: sqlite3.Connection) -> None:
+    """What the trust model keeps: a bot reply's full details (so a retried message gets
+    the first reply whole), each conversation's customer token (sha256 only) and the
+    admin-managed VIP list."""
+    conn.execute("ALTER TABLE messages ADD COLUMN details TEXT")
+    conn.execute(
+        """
+        CREATE TABLE conversation_keys (
+            conversation_id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE vips (
+            channel TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            note TEXT,
+            added_by TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (channel, user_id)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_agents", m002_agents),
     ("m003_gap_topics", m003_gap_topics),
     ("m004_knowledge_version", m004_knowledge_version),
+    ("m005_trust", m005_trust),
 ]
 """Every migration autoreply knows, in the order they are applied."""
 

@@ -239,11 +239,38 @@ def m004_knowledge_version(conn: Connection[Any]) -> None:
     conn.execute("INSERT INTO knowledge_version (id, version, updated_at) VALUES (1, 0, NULL)")
 
 
+def m005_trust(conn: Connection[Any]) -> None:
+    """A bot reply's full details, conversation customer tokens (sha256), the VIP list."""
+    conn.execute("ALTER TABLE messages ADD COLUMN details TEXT")
+    conn.execute(
+        """
+        CREATE TABLE conversation_keys (
+            conversation_id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE vips (
+            channel TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            note TEXT,
+            added_by TEXT NOT NULL,
+            added_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (channel, user_id)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_agents", m002_agents),
     ("m003_gap_topics", m003_gap_topics),
     ("m004_knowledge_version", m004_knowledge_version),
+    ("m005_trust", m005_trust),
 ]
 """Every PostgreSQL migration autoreply knows, in the order they are applied."""
 

@@ -56,6 +56,7 @@ from autoreply.store.base import (
     ReplyCount,
     TopicGap,
     TopicStatus,
+    Vip,
     hash_token,
 )
 
@@ -97,7 +98,9 @@ def _fields(row: Row) -> dict[str, Any]:
 
 
 def _message(row: Row) -> StoredMessage:
-    return StoredMessage.model_validate(_fields(row))
+    data = _fields(row)
+    data["details"] = json.loads(data["details"]) if data.get("details") else None
+    return StoredMessage.model_validate(data)
 
 
 def _ticket(row: Row) -> Ticket:
@@ -368,8 +371,11 @@ class PostgresStore:
         agent: str | None = None,
         ticket_id: int | None = None,
         reply_to: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> StoredMessage:
-        """Append a message. ``external_id`` is the channel's id for a customer message;
+        """Append a message. ``details``: what else a bot reply said (candidates, priority,
+        gap id, business hours), kept so a retried message gets the first reply whole.
+        ``external_id`` is the channel's id for a customer message;
         (channel, external_id) is unique across every replica: adding it twice raises
         ConflictError."""
 
@@ -395,8 +401,8 @@ class PostgresStore:
             row = conn.execute(
                 "INSERT INTO messages (conversation_id, user_id, channel, role, text, "
                 "created_at, external_id, action, reason, entry_id, confidence, agent, "
-                "ticket_id, reply_to) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ticket_id, reply_to, details) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (channel, external_id) DO NOTHING RETURNING *",
                 (
                     conversation_id,
@@ -413,6 +419,7 @@ class PostgresStore:
                     agent,
                     ticket_id,
                     reply_to,
+                    None if details is None else _json(details),
                 ),
             ).fetchone()
             if row is None:  # another replica stored it between our check and our insert
@@ -1278,6 +1285,68 @@ class PostgresStore:
                 "SELECT * FROM tickets WHERE conversation_id = ANY(%s) ORDER BY id", (ids,)
             ).fetchall()
         return [_ticket(row) for row in rows]
+
+    # -- trust: conversation keys and the VIP list ---------------------------------------
+    def set_conversation_key(self, conversation_id: str, token_hash: str) -> bool:
+        """Give a conversation its customer token (sha256 hex) unless it has one already;
+        True if this call set it (concurrent first messages: exactly one wins)."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO conversation_keys (conversation_id, token_hash, created_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING",
+                (conversation_id, token_hash, self._stamp()),
+            )
+            return cur.rowcount == 1
+
+    def conversation_key(self, conversation_id: str) -> str | None:
+        """The sha256 hex of the conversation's customer token, or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT token_hash FROM conversation_keys WHERE conversation_id = %s",
+                (conversation_id,),
+            ).fetchone()
+        return None if row is None else str(row["token_hash"])
+
+    def add_vip(self, channel: str, user_id: str, *, added_by: str, note: str | None = None) -> Vip:
+        """Put a customer on the VIP list (again: updates the note and who added it)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO vips (channel, user_id, note, added_by, added_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (channel, user_id) DO UPDATE SET "
+                "note = excluded.note, added_by = excluded.added_by, "
+                "added_at = excluded.added_at",
+                (channel, user_id, note, added_by, self._stamp()),
+            )
+            row = conn.execute(
+                "SELECT * FROM vips WHERE channel = %s AND user_id = %s", (channel, user_id)
+            ).fetchone()
+        return Vip.model_validate(_fields(row))
+
+    def remove_vip(self, channel: str, user_id: str) -> None:
+        """Take a customer off the VIP list; NotFoundError if they are not on it."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM vips WHERE channel = %s AND user_id = %s", (channel, user_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(
+                    f"'{user_id}' on channel '{channel}' is not on the VIP list; "
+                    "list it with `autoreply vip list`"
+                )
+
+    def list_vips(self) -> list[Vip]:
+        """The VIP list, by channel then user id."""
+        with self._tx() as conn:
+            rows = conn.execute("SELECT * FROM vips ORDER BY channel, user_id").fetchall()
+        return [Vip.model_validate(_fields(row)) for row in rows]
+
+    def is_vip(self, channel: str, user_id: str) -> bool:
+        """Whether (channel, user_id) is on the VIP list."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM vips WHERE channel = %s AND user_id = %s", (channel, user_id)
+            ).fetchone()
+        return row is not None
 
     # -- knowledge version ---------------------------------------------------------------
     def knowledge_version(self) -> int:

@@ -46,6 +46,7 @@ from autoreply.store.base import (
     ReplyCount,
     TopicGap,
     TopicStatus,
+    Vip,
     hash_token,
 )
 from autoreply.store.migrations import migrate
@@ -82,7 +83,9 @@ def _fields(row: sqlite3.Row, *times: str) -> dict[str, Any]:
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
-    return StoredMessage.model_validate(_fields(row, "created_at"))
+    data = _fields(row, "created_at")
+    data["details"] = json.loads(data["details"]) if data.get("details") else None
+    return StoredMessage.model_validate(data)
 
 
 def _ticket(row: sqlite3.Row) -> Ticket:
@@ -338,8 +341,11 @@ class SQLiteStore:
         agent: str | None = None,
         ticket_id: int | None = None,
         reply_to: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> StoredMessage:
-        """Append a message. ``external_id`` is the channel's id for a customer message;
+        """Append a message. ``details``: what else a bot reply said (candidates, priority,
+        gap id, business hours), kept so a retried message gets the first reply whole.
+        ``external_id`` is the channel's id for a customer message;
         (channel, external_id) is unique: adding it twice raises ConflictError."""
         with self._tx(write=True) as conn:
             if external_id is not None:
@@ -359,7 +365,8 @@ class SQLiteStore:
             cur = conn.execute(
                 "INSERT INTO messages (conversation_id, user_id, channel, role, text, "
                 "created_at, external_id, action, reason, entry_id, confidence, agent, "
-                "ticket_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ticket_id, reply_to, details) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     user_id,
@@ -375,6 +382,7 @@ class SQLiteStore:
                     agent,
                     ticket_id,
                     reply_to,
+                    None if details is None else _json(details),
                 ),
             )
             assert cur.lastrowid is not None
@@ -1231,6 +1239,68 @@ class SQLiteStore:
                 ).fetchall()
                 found.extend(_ticket(row) for row in rows)
         return sorted(found, key=lambda t: t.id)
+
+    # -- trust: conversation keys and the VIP list ---------------------------------------
+    def set_conversation_key(self, conversation_id: str, token_hash: str) -> bool:
+        """Give a conversation its customer token (sha256 hex) unless it has one already;
+        True if this call set it (concurrent first messages: exactly one wins)."""
+        with self._tx(write=True) as conn:
+            cur = conn.execute(
+                "INSERT INTO conversation_keys (conversation_id, token_hash, created_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (conversation_id) DO NOTHING",
+                (conversation_id, token_hash, self._stamp()),
+            )
+            return cur.rowcount == 1
+
+    def conversation_key(self, conversation_id: str) -> str | None:
+        """The sha256 hex of the conversation's customer token, or None."""
+        with self._tx(write=False) as conn:
+            row = conn.execute(
+                "SELECT token_hash FROM conversation_keys WHERE conversation_id = ?",
+                (conversation_id,),
+            ).fetchone()
+        return None if row is None else str(row["token_hash"])
+
+    def add_vip(self, channel: str, user_id: str, *, added_by: str, note: str | None = None) -> Vip:
+        """Put a customer on the VIP list (again: updates the note and who added it)."""
+        with self._tx(write=True) as conn:
+            conn.execute(
+                "INSERT INTO vips (channel, user_id, note, added_by, added_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, user_id) DO UPDATE SET "
+                "note = excluded.note, added_by = excluded.added_by, "
+                "added_at = excluded.added_at",
+                (channel, user_id, note, added_by, self._stamp()),
+            )
+            row = conn.execute(
+                "SELECT * FROM vips WHERE channel = ? AND user_id = ?", (channel, user_id)
+            ).fetchone()
+        return Vip.model_validate(_fields(row, "added_at"))
+
+    def remove_vip(self, channel: str, user_id: str) -> None:
+        """Take a customer off the VIP list; NotFoundError if they are not on it."""
+        with self._tx(write=True) as conn:
+            cur = conn.execute(
+                "DELETE FROM vips WHERE channel = ? AND user_id = ?", (channel, user_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(
+                    f"'{user_id}' on channel '{channel}' is not on the VIP list; "
+                    "list it with `autoreply vip list`"
+                )
+
+    def list_vips(self) -> list[Vip]:
+        """The VIP list, by channel then user id."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute("SELECT * FROM vips ORDER BY channel, user_id").fetchall()
+        return [Vip.model_validate(_fields(row, "added_at")) for row in rows]
+
+    def is_vip(self, channel: str, user_id: str) -> bool:
+        """Whether (channel, user_id) is on the VIP list."""
+        with self._tx(write=False) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM vips WHERE channel = ? AND user_id = ?", (channel, user_id)
+            ).fetchone()
+        return row is not None
 
     # -- knowledge version ---------------------------------------------------------------
     def knowledge_version(self) -> int:
