@@ -24,8 +24,9 @@ from autoreply.models import (
     TicketStatus,
 )
 from autoreply.store import Store, open_store
-from autoreply.store.migrations import MIGRATIONS, migrate
-from autoreply.store.sqlite import SQLiteStore
+from autoreply.store.core import Tx
+from autoreply.store.schema import MIGRATIONS, migrate
+from autoreply.store.sqlite import SQLiteDialect, SQLiteStore
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -539,22 +540,25 @@ class TestSQLiteFile(StoreContract):
 
     def test_new_migration_applies_in_order_and_failures_roll_back(self, db_path: Path) -> None:
         """A later migration is applied once and recorded; a failing one leaves no trace."""
-        SQLiteStore(db_path).close()
 
-        def m002_notes(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+        def m002_notes(tx: Tx) -> None:
+            tx.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
 
-        def m003_broken(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
+        def m003_broken(tx: Tx) -> None:
+            tx.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
             raise RuntimeError("boom")
 
-        conn = sqlite3.connect(db_path, isolation_level=None)
+        db = SQLiteDialect(db_path)
         try:
             extended = [*MIGRATIONS, ("m002_notes", m002_notes)]
-            assert migrate(conn, where="x", migrations=extended) == ["m002_notes"]
-            assert migrate(conn, where="x", migrations=extended) == []
+            assert migrate(db, migrations=extended) == ["m002_notes"]
+            assert migrate(db, migrations=extended) == []
             with pytest.raises(RuntimeError, match="boom"):
-                migrate(conn, where="x", migrations=[*extended, ("m003_broken", m003_broken)])
+                migrate(db, migrations=[*extended, ("m003_broken", m003_broken)])
+        finally:
+            db.close()
+        conn = sqlite3.connect(db_path)
+        try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             assert "notes" in tables
             assert "broken" not in tables

@@ -27,7 +27,7 @@ from autoreply.knowledge import bundled_knowledge_dir, parse_entries
 from autoreply.models import CandidateStatus, FAQCandidate
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
-from autoreply.store.base import DeliveryStatus, Interception
+from autoreply.store import DeliveryStatus, Interception
 
 router = APIRouter(
     prefix="/v1/admin",
