@@ -8,6 +8,12 @@ SQLite or PostgreSQL, chosen by a database URL.
     sql.py                SQLStore: the SQL, once (with sql_conversations.py, sql_gaps.py,
                           sql_agents.py)
     sqlite.py, postgres.py  the two dialects and SQLiteStore / PostgresStore
+
+A new column is a migration appended in schema.py (both databases), its field on the record,
+and, where a caller passes it, a parameter of the Protocol method: the methods that insert
+or filter on a row's fields (``add_message``, ``open_ticket``, ``add_gap``...) take their
+parameters from the Protocol (``core.follows``), so the SQL needs no edit. A new table is a
+migration; a new method is its Protocol signature in base.py and its SQL, once, in sql*.py.
 """
 
 from __future__ import annotations

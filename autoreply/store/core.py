@@ -222,6 +222,12 @@ class SQLCore:
                 params.append(self.db.time(bound))
         return clauses, params
 
+    def _add(self, tx: Tx, table: str, model: type[M], values: Mapping[str, Any]) -> M:
+        """Insert a row created now; it comes back as a ``model``."""
+        row = tx.insert(table, {**values, "created_at": self._stamp()})
+        assert row is not None
+        return record(model, row)
+
     def _one_message(self, tx: Tx, message_id: int) -> StoredMessage:
         row = tx.one("SELECT * FROM messages WHERE id = ?", (message_id,))
         if row is None:

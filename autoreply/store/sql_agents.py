@@ -41,12 +41,11 @@ class AgentsSQL(SQLCore):
             "name": name,
             "role": AgentRole(role).value,
             "token_hash": hash_token(token),
-            "created_at": self._stamp(),
             "expires_at": self._expiry(expires_at),
             "disabled": False,
         }
         with self._tx(write=True) as tx:
-            if tx.insert("agents", new, unique="(name)") is None:
+            if tx.insert("agents", {**new, "created_at": self._stamp()}, unique="(name)") is None:
                 raise ConflictError(
                     f"agent '{name}' already exists; issue a new token for it instead "
                     "(autoreply agents token NAME)"
@@ -102,9 +101,7 @@ class AgentsSQL(SQLCore):
         with self._tx(write=True) as tx:
             if ticket_id is not None:
                 self._one_ticket(tx, ticket_id)
-            row = tx.insert("interceptions", {**new, "created_at": self._stamp()})
-        assert row is not None
-        return record(Interception, row)
+            return self._add(tx, "interceptions", Interception, new)
 
     def list_interceptions(
         self, *, agent: str | None = None, since: datetime | None = None, limit: int = 100
@@ -139,15 +136,10 @@ class AgentsSQL(SQLCore):
     def add_delivery(
         self, *, message_id: int, channel: str, status: DeliveryStatus, error: str | None = None
     ) -> Delivery:
-        new = {"message_id": message_id, "channel": channel, "error": error}
+        new = dict(message_id=message_id, channel=channel, status=DeliveryStatus(status).value)
         with self._tx(write=True) as tx:
             self._one_message(tx, message_id)
-            row = tx.insert(
-                "deliveries",
-                {**new, "status": DeliveryStatus(status).value, "created_at": self._stamp()},
-            )
-        assert row is not None
-        return record(Delivery, row)
+            return self._add(tx, "deliveries", Delivery, {**new, "error": error})
 
     @follows(AgentStore.list_deliveries)
     def list_deliveries(self, given: Args) -> list[Delivery]:

@@ -74,7 +74,6 @@ class ConversationsSQL(SQLCore):
             role=Role(new["role"]).value,
             action=_opt(Action, new["action"]),
             reason=_opt(Reason, new["reason"]),
-            created_at=self._stamp(),
         )
         with self._tx(write=True) as tx:
             if external_id is not None and (found := self._stored_as(tx, channel, external_id)):
@@ -83,6 +82,7 @@ class ConversationsSQL(SQLCore):
                 self._one_ticket(tx, new["ticket_id"])
             if new["reply_to"] is not None:
                 self._one_message(tx, new["reply_to"])
+            new["created_at"] = self._stamp()
             row = tx.insert("messages", new, unique="(channel, external_id)")
             if row is None:  # another process stored it between our check and our insert
                 raise self._stored_as(tx, channel, external_id) or ConflictError(
@@ -238,26 +238,25 @@ class ConversationsSQL(SQLCore):
             if ticket.status == TicketStatus.OPEN:
                 ticket = self._claim(tx, ticket_id, agent)
             _require_owner(ticket, agent, doing="replying to")
-            now = self._stamp()
-            row = tx.insert(
+            reply = self._add(
+                tx,
                 "messages",
-                {
-                    "conversation_id": ticket.conversation_id,
-                    "user_id": ticket.user_id,
-                    "channel": ticket.channel,
-                    "role": Role.AGENT.value,
-                    "text": text,
-                    "created_at": now,
-                    "agent": agent,
-                    "ticket_id": ticket_id,
-                },
+                StoredMessage,
+                dict(
+                    conversation_id=ticket.conversation_id,
+                    user_id=ticket.user_id,
+                    channel=ticket.channel,
+                    role=Role.AGENT.value,
+                    text=text,
+                    agent=agent,
+                    ticket_id=ticket_id,
+                ),
             )
             tx.execute(
                 "UPDATE tickets SET first_reply_at = ? WHERE id = ? AND first_reply_at IS NULL",
-                (now, ticket_id),
+                (self.db.time(reply.created_at), ticket_id),
             )
-        assert row is not None
-        return record(StoredMessage, row)
+            return reply
 
     def resolve_ticket(
         self, ticket_id: int, *, agent: str, resolution: str | None = None
@@ -300,17 +299,8 @@ class ConversationsSQL(SQLCore):
                     f"no bot message {message_id} ({what}); feedback goes on the bot's "
                     "replies (Reply.message_id)"
                 )
-            row = tx.insert(
-                "feedback",
-                {
-                    "message_id": message_id,
-                    "helpful": bool(helpful),
-                    "comment": comment,
-                    "created_at": self._stamp(),
-                },
-            )
-        assert row is not None
-        return record(Feedback, row)
+            values = dict(message_id=message_id, helpful=bool(helpful), comment=comment)
+            return self._add(tx, "feedback", Feedback, values)
 
     def list_feedback(self, *, entry_id: str | None = None) -> list[Feedback]:
         sql = "SELECT f.* FROM feedback AS f"
@@ -352,20 +342,10 @@ class ConversationsSQL(SQLCore):
                 raise ConflictError(
                     f"ticket {ticket_id} has no resolution to promote; pass answer="
                 )
-            row = tx.insert(
-                "faq_candidates",
-                {
-                    "ticket_id": ticket_id,
-                    "question": str(question),
-                    "answer": answer,
-                    "category": given["category"] or ticket.category or "general",
-                    "agent": agent,
-                    "status": CandidateStatus.PENDING.value,
-                    "created_at": self._stamp(),
-                },
-            )
-        assert row is not None
-        return record(FAQCandidate, row)
+            category = given["category"] or ticket.category or "general"
+            values = dict(ticket_id=ticket_id, question=str(question), answer=answer)
+            values.update(category=category, agent=agent, status=CandidateStatus.PENDING.value)
+            return self._add(tx, "faq_candidates", FAQCandidate, values)
 
     def list_candidates(self, *, status: CandidateStatus | None = None) -> list[FAQCandidate]:
         clauses, params = equal(status=status and CandidateStatus(status))

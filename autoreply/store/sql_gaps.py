@@ -52,11 +52,9 @@ class GapsSQL(SQLCore):
 
     @follows(GapStore.add_gap)
     def add_gap(self, new: Args) -> Gap:
-        new.update(reason=Reason(new["reason"]).value, created_at=self._stamp())
+        new["reason"] = Reason(new["reason"]).value
         with self._tx(write=True) as tx:
-            row = tx.insert("gaps", new)
-        assert row is not None
-        return record(Gap, row)
+            return self._add(tx, "gaps", Gap, new)
 
     @follows(GapStore.list_gaps)
     def list_gaps(self, given: Args) -> list[Gap]:
