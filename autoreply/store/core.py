@@ -83,8 +83,8 @@ class Dialect(ABC):
 
 
 class Tx:
-    """An open transaction on one connection. ``?`` in the SQL becomes the dialect's marker;
-    rows are dicts."""
+    """An open transaction on one connection. ``?`` in the SQL becomes the dialect's marker
+    (values always go in as parameters, so no literal holds a ``?``); rows are dicts."""
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
@@ -136,7 +136,8 @@ def equal(**columns: Any) -> tuple[list[str], list[Any]]:
 
 
 def aware(value: datetime | str) -> datetime:
-    """A stored time (a datetime, or ISO-8601 text) as an aware UTC datetime."""
+    """A time (a datetime, or ISO-8601 text as SQLite stores it) as an aware UTC datetime;
+    a naive one is taken to be UTC already (what ``datetime.utcnow()`` gives)."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from autoreply.errors import ConflictError, StoreError
-from autoreply.store.core import Dialect, Row, Tx
+from autoreply.store.core import Dialect, Row, Tx, aware
 from autoreply.store.schema import Migration, migrate
 from autoreply.store.sql import SQLStore
 
@@ -224,9 +224,7 @@ class PostgresDialect(Dialect):
         return self._pool.connection() if self._pool is not None else nullcontext(self._first)
 
     def time(self, value: datetime) -> datetime:
-        if value.tzinfo is None:  # naive times are taken to be UTC already
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return aware(value)
 
     def insert(self, tx: Tx, table: str, sql: str, params: Sequence[Any]) -> Row | None:
         row: Row | None = tx.conn.execute(sql + " RETURNING *", params).fetchone()

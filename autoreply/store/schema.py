@@ -21,7 +21,10 @@ runs in its own write transaction together with the row that records it in ``_mi
 (name, applied_at), holding the dialect's migration lock, so a failed migration leaves no
 trace and processes or replicas opening one database at once apply each migration once.
 Append new migrations at the end; never edit, rename or reorder one that has shipped (the
-names recorded by older versions must keep matching).
+names recorded by older versions must keep matching). A new one, for both databases::
+
+    def m005_vips(tx: Tx) -> None:
+        ddl(tx, "CREATE TABLE vips (id {id}, user_id TEXT NOT NULL UNIQUE, added_at {time})")
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from autoreply.errors import ConflictError, NotFoundError, StoreError
-from autoreply.store.core import Dialect, Row, Tx
+from autoreply.store.core import Dialect, Row, Tx, aware
 from autoreply.store.schema import Migration, migrate
 from autoreply.store.sql import SQLStore
 
@@ -156,9 +156,7 @@ class SQLiteDialect(Dialect):
             pass  # the original error is the one worth reporting
 
     def time(self, value: datetime) -> str:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
+        return aware(value).isoformat(timespec="microseconds")
 
     def insert(self, tx: Tx, table: str, sql: str, params: Sequence[Any]) -> Row | None:
         cur = tx.conn.execute(sql, params)
