@@ -169,7 +169,7 @@ def accept_suggestion(
     from autoreply.gaps import suggest
     from autoreply.knowledge import parse_entries, write_entries
     from autoreply.models import FAQEntry
-    from autoreply.store.base import TopicKind, TopicStatus
+    from autoreply.store import TopicKind, TopicStatus
 
     if into.suffix.lower() not in WRITABLE:
         raise KnowledgeError(f"{into}: cannot write FAQ entries there; use a .yaml or .jsonl file")
@@ -251,8 +251,7 @@ def gaps_dismiss(
 
     Example:  autoreply gaps dismiss 42
     """
-    from autoreply.store import open_store
-    from autoreply.store.base import TopicStatus
+    from autoreply.store import TopicStatus, open_store
 
     store = open_store(_settings(None, db).db)
     try:

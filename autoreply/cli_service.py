@@ -113,7 +113,7 @@ def agents_add(
 
     Example:  autoreply agents add alice --role agent --expires-days 90
     """
-    from autoreply.store.base import AgentRole, new_token
+    from autoreply.store import AgentRole, new_token
 
     try:
         agent_role = AgentRole(role)
@@ -142,7 +142,7 @@ def agents_token(
 
     Example:  autoreply agents token alice --expires-days 30
     """
-    from autoreply.store.base import new_token
+    from autoreply.store import new_token
 
     token = new_token()
     store = _store(db)

@@ -47,7 +47,7 @@ from autoreply.metrics import ClusterQuality
 from autoreply.models import Ticket, TicketStatus
 from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
-from autoreply.store.base import (
+from autoreply.store import (
     GapAssignment,
     GapTopic,
     Store,

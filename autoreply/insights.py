@@ -33,7 +33,7 @@ from autoreply.gaps import Suggestion, keyword_tokens, suggest
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import Action, Reason, Ticket, TicketStatus
 from autoreply.redact import redact
-from autoreply.store.base import GapTopic, Store, TopicGap, TopicKind, TopicStatus
+from autoreply.store import GapTopic, Store, TopicGap, TopicKind, TopicStatus
 
 Trend = Literal["new", "up", "down", "flat"]
 ARROWS: dict[str, str] = {"new": "★", "up": "↑", "down": "↓", "flat": "→"}

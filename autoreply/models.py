@@ -7,6 +7,7 @@ Feedback, FAQCandidate. Closed sets are StrEnums.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -254,6 +255,11 @@ class StoredMessage(BaseModel):
     details: dict[str, Any] | None = Field(default=None, exclude=True)
     """A bot reply's other fields (candidates, priority, gap id, business hours), kept so a
     retried message gets the first reply whole; not shown in conversations."""
+
+    @field_validator("details", mode="before")
+    @classmethod
+    def _details_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class Ticket(BaseModel):

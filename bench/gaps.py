@@ -52,7 +52,7 @@ from autoreply.insights import week_of  # noqa: E402
 from autoreply.models import Message  # noqa: E402
 from autoreply.service import AutoReply  # noqa: E402
 from autoreply.settings import HoursConfig, Settings  # noqa: E402
-from autoreply.store.base import Store, TopicKind  # noqa: E402
+from autoreply.store import Store, TopicKind  # noqa: E402
 from autoreply.store.sqlite import SQLiteStore  # noqa: E402
 
 SEED = 42

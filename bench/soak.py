@@ -63,8 +63,7 @@ import pg  # type: ignore[import-not-found]  # noqa: E402
 
 from autoreply.knowledge import bundled_knowledge_dir  # noqa: E402
 from autoreply.models import Role  # noqa: E402
-from autoreply.store import open_store  # noqa: E402
-from autoreply.store.base import AgentRole, new_token  # noqa: E402
+from autoreply.store import AgentRole, new_token, open_store  # noqa: E402
 
 QUESTIONS = REPO / "eval" / "demo_questions.jsonl"
 RESULTS = HERE / "results" / "soak.json"

@@ -35,7 +35,7 @@ from autoreply.api.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
 from autoreply.knowledge import load_knowledge
 from autoreply.models import Role
-from autoreply.store.base import AgentRole
+from autoreply.store import AgentRole
 
 JSON_ = "application/json"
 JSON = {"Content-Type": JSON_}

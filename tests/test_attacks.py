@@ -46,7 +46,7 @@ from autoreply.channels.generic import sign_request
 from autoreply.encoder import HashingEncoder
 from autoreply.models import Message, Reply, Ticket
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole
+from autoreply.store import AgentRole
 
 pytestmark = pytest.mark.usefixtures("restore_autoreply_logging")
 

@@ -55,7 +55,7 @@ from autoreply.channels.generic import SIGNATURE_HEADER, verify_callback_signatu
 from autoreply.encoder import HashingEncoder
 from autoreply.models import Role
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole
+from autoreply.store import AgentRole
 
 PUBLIC = {
     ("POST", "/v1/messages"): "the customer webhook (its own namespace; tests/test_attacks.py)",

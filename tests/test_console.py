@@ -19,7 +19,7 @@ from test_server import HUMAN, send, served, state
 
 from autoreply.models import CandidateStatus, TicketStatus
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole, new_token
+from autoreply.store import AgentRole, new_token
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

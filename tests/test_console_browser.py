@@ -29,7 +29,7 @@ from autoreply.api.app import create_app
 from autoreply.api.state import ServiceState
 from autoreply.encoder import HashingEncoder
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole, new_token
+from autoreply.store import AgentRole, new_token
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 

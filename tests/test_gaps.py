@@ -30,7 +30,7 @@ from autoreply.knowledge import load_knowledge, parse_entries
 from autoreply.models import Message
 from autoreply.service import AutoReply
 from autoreply.settings import Settings
-from autoreply.store.base import TopicKind, TopicStatus
+from autoreply.store import TopicKind, TopicStatus
 
 ROCKET = [
     "when does the rocket launch",

@@ -14,10 +14,9 @@ import pytest
 
 from autoreply.errors import NotFoundError
 from autoreply.models import Action, Priority, Reason, Role
-from autoreply.store import Store
-from autoreply.store.base import GapAssignment, GapTopic, TopicKind, TopicStatus
-from autoreply.store.migrations import MIGRATIONS, migrate
-from autoreply.store.sqlite import SQLiteStore
+from autoreply.store import GapAssignment, GapTopic, Store, TopicKind, TopicStatus
+from autoreply.store.schema import MIGRATIONS
+from autoreply.store.sqlite import SQLiteDialect, SQLiteStore
 
 T0 = datetime(2026, 11, 16, 9, tzinfo=UTC)
 
@@ -160,8 +159,8 @@ def test_migration_is_appended_and_upgrades_an_older_database(tmp_path: Path) ->
     names = [name for name, _ in MIGRATIONS]
     assert names[:4] == ["m001_initial", "m002_agents", "m003_gap_topics", "m004_knowledge_version"]
     path = tmp_path / "old.db"
+    SQLiteDialect(path, migrations=MIGRATIONS[:2]).close()
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, where=str(path), migrations=MIGRATIONS[:2])
     conn.execute(
         "INSERT INTO gaps (question, normalized, reason, channel, conversation_id, user_id, "
         "created_at) VALUES ('q', 'q', 'low_confidence', 'web', 'c', 'u', ?)",

@@ -22,7 +22,7 @@ import yaml
 from conftest import SMALL_FAQ, wait_ready, write_small_faq
 from test_server import HUMAN
 
-from autoreply.store.base import AgentRole, new_token
+from autoreply.store import AgentRole, new_token
 from autoreply.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres

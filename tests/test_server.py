@@ -22,8 +22,7 @@ from autoreply.api.app import create_app
 from autoreply.api.state import ServiceState
 from autoreply.encoder import Encoder, HashingEncoder
 from autoreply.settings import ServerConfig, Settings
-from autoreply.store import open_store
-from autoreply.store.base import AgentRole, new_token
+from autoreply.store import AgentRole, new_token, open_store
 
 HUMAN = "I want to talk to a human"
 

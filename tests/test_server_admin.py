@@ -19,7 +19,7 @@ from test_server import agent, error, escalate, roomy, send, served, state
 from autoreply.api.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole
+from autoreply.store import AgentRole
 
 GIFT = {
     "id": "gift-cards",
@@ -206,7 +206,7 @@ def test_reload_while_messages_are_in_flight(settings: Settings) -> None:
 
 def agent_token(app: object) -> dict[str, str]:
     """An admin's header, made directly in the running app's store."""
-    from autoreply.store.base import new_token
+    from autoreply.store import new_token
 
     token = new_token()
     service = app.state.service  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from autoreply.channels.config import ChannelsConfig, TelegramConfig
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply, Ticket
 from autoreply.settings import Settings
-from autoreply.store.base import AgentRole
+from autoreply.store import AgentRole
 
 
 class FakeChannel:

@@ -24,8 +24,9 @@ from autoreply.models import (
     TicketStatus,
 )
 from autoreply.store import Store, open_store
-from autoreply.store.migrations import MIGRATIONS, migrate
-from autoreply.store.sqlite import SQLiteStore
+from autoreply.store.core import Tx
+from autoreply.store.schema import MIGRATIONS, migrate
+from autoreply.store.sqlite import SQLiteDialect, SQLiteStore
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -144,6 +145,47 @@ class StoreContract:
         assert store.find_message(channel="web", external_id="m-1") == first
         assert store.find_message(channel="web", external_id="m-2") is None
         assert len(store.history("c1")) == 2
+
+    def test_a_bot_replys_details_round_trip(self, store: Store) -> None:
+        """The details of a bot reply (candidates, priority, ...) come back as stored."""
+        question = say(store, "forgot password")
+        details = {"candidates": [{"entry_id": "reset", "confidence": 0.4}], "gap_id": None}
+        reply = store.add_message(
+            conversation_id="c1",
+            user_id="u1",
+            channel="web",
+            role=Role.BOT,
+            text="?",
+            reply_to=question.id,
+            details=details,
+        )
+        assert store.get_message(reply.id).details == details
+        assert store.get_message(question.id).details is None
+
+    # -- trust: conversation keys and the VIP list ---------------------------------------
+    def test_a_conversation_key_is_set_once(self, store: Store) -> None:
+        """The first key wins; a second set leaves it as it was."""
+        assert store.conversation_key("api:c1") is None
+        assert store.set_conversation_key("api:c1", "h1") is True
+        assert store.set_conversation_key("api:c1", "h2") is False
+        assert store.conversation_key("api:c1") == "h1"
+
+    def test_vip_list_add_update_list_remove(self, store: Store) -> None:
+        """A VIP is keyed by channel and user id; adding again updates the note."""
+        store.add_vip("telegram", "42", added_by="root", note="key account")
+        store.add_vip("telegram", "42", added_by="ann", note="renewed")
+        store.add_vip("api", "42", added_by="root")
+        assert store.is_vip("telegram", "42") and not store.is_vip("slack", "42")
+        listed = store.list_vips()
+        assert [(v.channel, v.user_id, v.added_by) for v in listed] == [
+            ("api", "42", "root"),
+            ("telegram", "42", "ann"),
+        ]
+        assert listed[1].note == "renewed" and listed[1].added_at.tzinfo is not None
+        store.remove_vip("telegram", "42")
+        assert not store.is_vip("telegram", "42")
+        with pytest.raises(NotFoundError, match="not on the VIP list"):
+            store.remove_vip("telegram", "42")
 
     def test_reply_to_finds_the_bot_answer(self, store: Store) -> None:
         """reply_to() returns the bot message stored as the reply, or None."""
@@ -539,22 +581,25 @@ class TestSQLiteFile(StoreContract):
 
     def test_new_migration_applies_in_order_and_failures_roll_back(self, db_path: Path) -> None:
         """A later migration is applied once and recorded; a failing one leaves no trace."""
-        SQLiteStore(db_path).close()
 
-        def m002_notes(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+        def m002_notes(tx: Tx) -> None:
+            tx.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
 
-        def m003_broken(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
+        def m003_broken(tx: Tx) -> None:
+            tx.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
             raise RuntimeError("boom")
 
-        conn = sqlite3.connect(db_path, isolation_level=None)
+        db = SQLiteDialect(db_path)
         try:
             extended = [*MIGRATIONS, ("m002_notes", m002_notes)]
-            assert migrate(conn, where="x", migrations=extended) == ["m002_notes"]
-            assert migrate(conn, where="x", migrations=extended) == []
+            assert migrate(db, migrations=extended) == ["m002_notes"]
+            assert migrate(db, migrations=extended) == []
             with pytest.raises(RuntimeError, match="boom"):
-                migrate(conn, where="x", migrations=[*extended, ("m003_broken", m003_broken)])
+                migrate(db, migrations=[*extended, ("m003_broken", m003_broken)])
+        finally:
+            db.close()
+        conn = sqlite3.connect(db_path)
+        try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             assert "notes" in tables
             assert "broken" not in tables

@@ -14,10 +14,9 @@ import pytest
 
 from autoreply.errors import ConflictError, NotFoundError, StoreError
 from autoreply.models import Action, Priority, Reason, Role
-from autoreply.store import Store
-from autoreply.store.base import AgentRole, DeliveryStatus, hash_token, new_token
-from autoreply.store.migrations import MIGRATIONS
-from autoreply.store.sqlite import SQLiteStore
+from autoreply.store import AgentRole, DeliveryStatus, Store, hash_token, new_token
+from autoreply.store.schema import MIGRATIONS
+from autoreply.store.sqlite import SQLiteDialect, SQLiteStore
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -216,11 +215,9 @@ def test_ping_and_closed_store(store: Store) -> None:
 
 def test_m002_upgrades_a_version_1_database(db_path: Path) -> None:
     """A database made before the agents tables gets them on open, keeping its rows."""
-    from autoreply.store.migrations import migrate
-
+    SQLiteDialect(db_path, migrations=MIGRATIONS[:1]).close()
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
-        migrate(conn, where="old", migrations=MIGRATIONS[:1])
         conn.execute(
             "INSERT INTO messages (conversation_id, user_id, channel, role, text, created_at) "
             "VALUES ('c1', 'u1', 'api', 'customer', 'hi', ?)",

@@ -18,8 +18,9 @@ from test_store import Clock, say, ticket
 from autoreply.errors import ConflictError, StoreError
 from autoreply.models import Priority, Reason
 from autoreply.store import open_store
-from autoreply.store.pg_migrations import MIGRATIONS, migrate
-from autoreply.store.postgres import PostgresStore
+from autoreply.store.core import Tx
+from autoreply.store.postgres import PostgresDialect, PostgresStore
+from autoreply.store.schema import MIGRATIONS, migrate
 
 pytestmark = pytest.mark.postgres
 
@@ -71,8 +72,8 @@ def test_migrations_recorded_once_and_data_kept(store: PostgresStore, pg_url: st
     rows = sql(pg_url, "SELECT name, applied_at FROM _migrations ORDER BY id")
     assert [name for name, _ in rows] == [name for name, _ in MIGRATIONS]
     assert all(at.tzinfo is not None for _, at in rows)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert migrate(conn, where="x") == []
+    with PostgresStore(pg_url) as again:
+        assert migrate(again.db) == []
 
 
 def test_concurrent_first_opens_migrate_once(pg_cluster: Any) -> None:
@@ -97,19 +98,22 @@ def test_concurrent_first_opens_migrate_once(pg_cluster: Any) -> None:
 def test_failed_migration_rolls_back_and_later_ones_apply(pg_url: str) -> None:
     """A later migration is applied once and recorded; a failing one leaves no trace."""
 
-    def m005_notes(conn: psycopg.Connection[Any]) -> None:
-        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    def m005_notes(tx: Tx) -> None:
+        tx.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
 
-    def m006_broken(conn: psycopg.Connection[Any]) -> None:
-        conn.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
+    def m006_broken(tx: Tx) -> None:
+        tx.execute("CREATE TABLE broken (id INTEGER PRIMARY KEY)")
         raise RuntimeError("boom")
 
     extended = [*MIGRATIONS, ("m005_notes", m005_notes)]
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert migrate(conn, where="x", migrations=extended) == ["m005_notes"]
-        assert migrate(conn, where="x", migrations=extended) == []
+    db = PostgresDialect(pg_url)
+    try:
+        assert migrate(db, migrations=extended) == ["m005_notes"]
+        assert migrate(db, migrations=extended) == []
         with pytest.raises(RuntimeError, match="boom"):
-            migrate(conn, where="x", migrations=[*extended, ("m006_broken", m006_broken)])
+            migrate(db, migrations=[*extended, ("m006_broken", m006_broken)])
+    finally:
+        db.close()
     tables = {r[0] for r in sql(pg_url, "SELECT tablename FROM pg_tables")}
     assert "notes" in tables and "broken" not in tables
     assert sql(pg_url, "SELECT count(*) FROM _migrations")[0][0] == len(extended)
@@ -121,12 +125,12 @@ def test_older_database_is_upgraded(pg_cluster: Any) -> None:
     pg_cluster.admin(f"CREATE DATABASE {name}")
     url = pg_cluster.url(name)
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate(conn, where="old", migrations=MIGRATIONS[:1])
-            conn.execute(
-                "INSERT INTO messages (conversation_id, user_id, channel, role, text, "
-                "created_at) VALUES ('c1', 'u1', 'api', 'customer', 'hi', now())"
-            )
+        PostgresDialect(url, migrations=MIGRATIONS[:1]).close()
+        sql(
+            url,
+            "INSERT INTO messages (conversation_id, user_id, channel, role, text, "
+            "created_at) VALUES ('c1', 'u1', 'api', 'customer', 'hi', now())",
+        )
         with PostgresStore(url) as store:
             assert [m.text for m in store.history("c1")] == ["hi"]
             assert store.list_agents() == [] and store.knowledge_version() == 0

@@ -29,7 +29,7 @@ from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replaceme
 from autoreply.models import CandidateStatus, FAQCandidate
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
-from autoreply.store.base import DeliveryStatus, Interception, Vip
+from autoreply.store import DeliveryStatus, Interception, Vip
 
 router = APIRouter(
     prefix="/v1/admin",

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoreply.api.errors import Forbidden, Unauthorized
 from autoreply.api.state import ServiceState, StateDep
-from autoreply.store.base import Agent, AgentRole
+from autoreply.store import Agent, AgentRole
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -37,7 +37,7 @@ from autoreply.channels.base import check_fresh, reject, same
 from autoreply.channels.generic import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request
 from autoreply.errors import NotFoundError
 from autoreply.models import TRUSTED_METADATA, Feedback, Message, MessageIn, Reply
-from autoreply.store.base import hash_token, new_token
+from autoreply.store import hash_token, new_token
 
 log = logging.getLogger("autoreply.api")
 

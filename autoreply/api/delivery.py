@@ -23,8 +23,7 @@ from autoreply.api.metrics import Metrics
 from autoreply.channels.config import ChannelsConfig
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply, StoredMessage, Ticket
-from autoreply.store import Store
-from autoreply.store.base import Delivery, DeliveryStatus
+from autoreply.store import Delivery, DeliveryStatus, Store
 
 if TYPE_CHECKING:
     from autoreply.channels.base import Channel

@@ -22,7 +22,7 @@ from autoreply.api.state import ServiceState, StateDep
 from autoreply.errors import ConfigError
 from autoreply.gaps import Suggestion, suggest, update_topics
 from autoreply.insights import WeeklyReport, parse_week, week_of, weekly_report
-from autoreply.store.base import GapTopic, TopicKind, TopicStatus
+from autoreply.store import GapTopic, TopicKind, TopicStatus
 from autoreply.weekly import render
 
 router = APIRouter(

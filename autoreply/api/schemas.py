@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoreply.models import Candidate, FAQCandidate, Priority, Reason, StoredMessage, Ticket
-from autoreply.store.base import Delivery
+from autoreply.store import Delivery
 
 
 class FeedbackIn(BaseModel):

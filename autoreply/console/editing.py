@@ -22,7 +22,7 @@ from autoreply.knowledge import bundled_knowledge_dir, parse_entries, write_entr
 from autoreply.models import FAQEntry
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
-from autoreply.store.base import TopicStatus
+from autoreply.store import TopicStatus
 
 NEW_FILE = "promoted.yaml"
 

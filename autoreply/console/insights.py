@@ -27,7 +27,7 @@ from autoreply.console.sessions import SessionDep
 from autoreply.errors import AutoreplyError, ConfigError
 from autoreply.gaps import suggest, update_topics
 from autoreply.insights import Week, WeeklyReport, parse_week, week_of, weekly_report
-from autoreply.store.base import TopicStatus
+from autoreply.store import TopicStatus
 from autoreply.weekly import to_csv, to_html, to_markdown
 
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, Response
 
-from autoreply.store.base import Agent, AgentRole
-from autoreply.store.base import Store as StoreProtocol
+from autoreply.store import Agent, AgentRole
+from autoreply.store import Store as StoreProtocol
 
 COOKIE = "autoreply_console"
 COOKIE_PATH = "/console"

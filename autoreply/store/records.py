@@ -1,0 +1,211 @@
+"""The records the store speaks, in one place: those of conversations, tickets, gaps, feedback
+and FAQ candidates (defined in autoreply.models, the models at the edges, and re-exported
+here), and the store's own: agents and their tokens, interceptions, deliveries, gap topics
+and the weekly counts. The Store protocol (store/base.py) and the SQL store (store/sql*.py)
+import their vocabulary from here."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from autoreply.models import (
+    Action,
+    CandidateStatus,
+    FAQCandidate,
+    Feedback,
+    Gap,
+    Priority,
+    Reason,
+    Role,
+    StoredMessage,
+    Ticket,
+    TicketStatus,
+)
+
+__all__ = [
+    "Action",
+    "Agent",
+    "AgentRole",
+    "CandidateStatus",
+    "Delivery",
+    "DeliveryStatus",
+    "FAQCandidate",
+    "Feedback",
+    "FeedbackCount",
+    "Gap",
+    "GapAssignment",
+    "GapTopic",
+    "Interception",
+    "Priority",
+    "Reason",
+    "ReplyCount",
+    "Role",
+    "StoredMessage",
+    "Ticket",
+    "TicketStatus",
+    "TopicGap",
+    "TopicKind",
+    "TopicStatus",
+    "Vip",
+    "hash_token",
+    "new_token",
+]
+
+TOKEN_PREFIX = "ar_"
+
+
+def new_token() -> str:
+    """A fresh random agent token (256 bits); shown to its owner once, stored only hashed."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest under which a token is stored and looked up. Tokens are random,
+    so a fast hash is enough: there is nothing to brute-force from a dictionary."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class AgentRole(StrEnum):
+    """What an API token may do: work the queue (agent), or also manage the bot (admin)."""
+
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class Agent(BaseModel):
+    """A person who works the queue through the API. Its token is never stored, only its
+    sha256 (see hash_token)."""
+
+    id: int
+    name: str
+    role: AgentRole
+    created_at: datetime
+    expires_at: datetime | None = None
+    disabled: bool = False
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class Vip(BaseModel):
+    """A customer on the admin-managed VIP list: (channel, user_id) as the channel proves it."""
+
+    channel: str
+    user_id: str
+    note: str | None = None
+    added_by: str
+    added_at: datetime
+
+
+class Interception(BaseModel):
+    """An agent reply blocked because it contained a prohibited phrase (违规话术)."""
+
+    id: int
+    agent: str
+    ticket_id: int | None = None
+    phrase: str
+    created_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    """What became of an agent reply on its way to the customer."""
+
+    SENT = "sent"
+    """The channel accepted it (platform API or callback URL)."""
+    FAILED = "failed"
+    """The channel refused it or timed out after its retries; ``error`` says why."""
+    POLL = "poll"
+    """No push channel: the reply waits in the conversation (GET /v1/conversations/{id})."""
+
+
+class TopicKind(StrEnum):
+    """What a gap topic asks of the FAQ."""
+
+    NEW = "new"
+    """Questions no entry covers: a new entry is needed."""
+    NEAR_MISS = "near_miss"
+    """Questions an existing entry (``entry_id``) nearly matched: it needs more variants."""
+
+
+class TopicStatus(StrEnum):
+    """Where a topic stands in review. Re-clustering never changes it."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    """Its suggestion went into the knowledge base."""
+    DISMISSED = "dismissed"
+    """Looked at and left alone (noise, or not the FAQ's job)."""
+
+
+class GapTopic(BaseModel):
+    """A group of FAQ gaps that ask the same thing (autoreply.gaps keeps them current)."""
+
+    id: int
+    """Stable across runs: the id of the topic's earliest gap when it was first found."""
+    kind: TopicKind = TopicKind.NEW
+    status: TopicStatus = TopicStatus.OPEN
+    encoder: str
+    """The encoder whose vectors the centroid is in."""
+    centroid: bytes
+    """Mean of the members' unit vectors, little-endian float32."""
+    size: int
+    representative: str
+    """The member question most like the others (redacted)."""
+    keywords: list[str] = Field(default_factory=list)
+    category: str | None = None
+    entry_id: str | None = None
+    """For a near miss: the entry its questions nearly matched."""
+    first_seen: datetime
+    last_seen: datetime
+    updated_at: datetime
+
+
+class GapAssignment(BaseModel):
+    """A clustered gap: its vector (encoded once) and its topic (None: waiting for more)."""
+
+    gap_id: int
+    topic_id: int | None = None
+    similarity: float | None = None
+    """Cosine to the topic's centroid when it was assigned."""
+    encoder: str
+    vector: bytes
+    """Unit vector, little-endian float32."""
+
+
+class TopicGap(Gap):
+    """A gap with its topic (None: not clustered yet, or waiting for similar gaps)."""
+
+    topic_id: int | None = None
+
+
+class ReplyCount(BaseModel):
+    """How many bot replies had this action, reason and entry (weekly volumes)."""
+
+    action: Action
+    reason: Reason | None = None
+    entry_id: str | None = None
+    count: int
+
+
+class FeedbackCount(BaseModel):
+    """Helpful and not-helpful votes on the answers from one entry."""
+
+    entry_id: str | None = None
+    helpful: int
+    not_helpful: int
+
+
+class Delivery(BaseModel):
+    """One attempt (with the channel's own retries) to deliver an agent reply."""
+
+    id: int
+    message_id: int
+    channel: str
+    status: DeliveryStatus
+    error: str | None = None
+    created_at: datetime
