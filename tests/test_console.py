@@ -222,6 +222,7 @@ def test_ticket_to_faq_entry_and_the_bot_answers(client: TestClient, faq_dir: Pa
         f"/console/knowledge/candidates/{candidate.id}/accept", data={"csrf": csrf}
     )
     assert "admin" in refused.text
+    before = (faq_dir / "faq.yaml").read_bytes()
     with browser(client) as admin_client:
         root = sign_in(admin_client, make_agent(client, "root", AgentRole.ADMIN))
         listing = admin_client.get("/console/knowledge")
@@ -238,7 +239,9 @@ def test_ticket_to_faq_entry_and_the_bot_answers(client: TestClient, faq_dir: Pa
             },
         )
         assert "index reloaded" in accepted.text, accepted.text
-    written = yaml.safe_load((faq_dir / "faq.yaml").read_text(encoding="utf-8"))
+    after = (faq_dir / "faq.yaml").read_bytes()
+    assert after.startswith(before)  # appended: nothing before it changed
+    written = yaml.safe_load(after.decode("utf-8"))["entries"]
     assert any(e["id"] == "gift-cards" for e in written)
     assert store.list_candidates(status=CandidateStatus.ACCEPTED)[0].id == candidate.id
     again = send(client, question, user_id="g1")
