@@ -181,11 +181,14 @@ def test_ticket_becomes_an_faq_entry_the_bot_answers(server: Server, page: Any) 
     expect(candidate).to_contain_text(QUESTION)
     candidate.locator("input[name=id]").fill("gift-cards")
     shot(page, "knowledge")
+    faq = (server.knowledge / "faq.yaml").read_bytes()
     candidate.locator("button.primary").click()
     expect(page.locator("main > .flash.ok")).to_contain_text("index reloaded")
     page.goto(f"{server.url}/console/knowledge?category=billing")
     expect(page.locator("table.entries")).to_contain_text("gift-cards")
-    assert "gift-cards" in (server.knowledge / "faq.yaml").read_text(encoding="utf-8")
+    # the default target is a file of its own: the user's faq.yaml is not touched
+    assert "gift-cards" in (server.knowledge / "accepted.yaml").read_text(encoding="utf-8")
+    assert (server.knowledge / "faq.yaml").read_bytes() == faq
 
     again = server.say(QUESTION, user_id="gift")
     assert again["decision"] == "answer" and again["entry_id"] == "gift-cards"
