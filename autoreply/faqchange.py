@@ -14,7 +14,7 @@ The front doors (``autoreply gaps accept``, the admin API, the console) all come
    records the change in the journal: ``.autoreply-journal/`` in the knowledge folder (hidden,
    so never loaded), one JSON record per change (when, who, what, which file, the file's hash
    after) plus the file's bytes before. ``undo`` puts the newest change back byte for byte,
-   if the file has not been changed since, and reopens its gap topic.
+   if the file has not been changed since, and reopens its gap topic or FAQ candidate.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from autoreply.errors import ConflictError, KnowledgeError
 from autoreply.faqwrite import appended, replaced, write_atomic
 from autoreply.gaps import Suggestion, TopicConfig, suggest
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, cross_check, parse_planned
-from autoreply.models import FAQEntry
+from autoreply.models import CandidateStatus, FAQEntry
 from autoreply.retriever import KnowledgeIndex
 from autoreply.store.base import Store, TopicKind, TopicStatus
 
@@ -76,6 +76,8 @@ class Draft:
     replaces: str | None = None
     topic_id: int | None = None
     note: str = ""
+    candidate_id: int | None = None
+    """The agent's FAQ candidate it comes from (undo makes it pending again)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Change:
     created: bool
     """The file did not exist before (undo deletes it)."""
     topic_id: int | None = None
+    candidate_id: int | None = None
     undone_at: str | None = None
     undone_by: str | None = None
 
@@ -276,10 +279,10 @@ def apply(
     change = journal.record(
         draft.path, before, data, action=action, entry_id=draft.entry.id, by=by or whoami()
     )
-    if draft.topic_id is not None:
-        change = journal.update(change, topic_id=draft.topic_id)
-        if store is not None:
-            store.set_gap_topic_status(draft.topic_id, TopicStatus.ACCEPTED)
+    if draft.topic_id is not None or draft.candidate_id is not None:
+        change = journal.update(change, topic_id=draft.topic_id, candidate_id=draft.candidate_id)
+    if draft.topic_id is not None and store is not None:
+        store.set_gap_topic_status(draft.topic_id, TopicStatus.ACCEPTED)
     return change
 
 
@@ -311,11 +314,19 @@ def edit_draft(kb: KnowledgeBase, entry_id: str, changes: dict[str, Any]) -> Dra
     return Draft(new, source_file(old), entry_id)
 
 
-def add_draft(kb: KnowledgeBase, data: dict[str, Any], *, into: Path, note: str = "") -> Draft:
+def add_draft(
+    kb: KnowledgeBase,
+    data: dict[str, Any],
+    *,
+    into: Path,
+    note: str = "",
+    candidate_id: int | None = None,
+) -> Draft:
+    """A new entry from a person's input, appended to ``into``."""
     entry = validated(data)
     if entry.id in kb:
         raise KnowledgeError(f"entry id '{entry.id}' is taken; choose another id")
-    return Draft(entry, into, None, None, note)
+    return Draft(entry, into, None, None, note, candidate_id)
 
 
 # -- the journal ------------------------------------------------------------------------------
@@ -382,5 +393,7 @@ class Journal:
         write_atomic(path, before)
         if change.topic_id is not None and store is not None:
             store.set_gap_topic_status(change.topic_id, TopicStatus.OPEN)
+        if change.candidate_id is not None and store is not None:
+            store.set_candidate_status(change.candidate_id, CandidateStatus.PENDING)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         return self.update(change, undone_at=stamp, undone_by=by or whoami())

@@ -169,7 +169,10 @@ def _verify(path: Path, before: bytes, after: bytes, entry_id: str | None, entry
 
 def _yaml_sequence(path: Path, text: str) -> yaml.SequenceNode | None:
     """The block sequence of entries (top level or under 'entries'); None for an empty file."""
-    root = yaml.compose(text, Loader=_Loader) if text.strip() else None
+    try:
+        root = yaml.compose(text, Loader=_Loader) if text.strip() else None
+    except yaml.YAMLError:
+        raise _refuse(path, "it is not valid YAML (see 'autoreply check')") from None
     if root is None:
         return None
     if isinstance(root, yaml.MappingNode):
@@ -246,10 +249,15 @@ def _yaml_append(path: Path, text: str, entry: FAQEntry, note: str) -> str:
     elif seq is not None:
         raise _refuse(path, "its list of entries is empty")
     if text and not text.endswith("\n"):
-        text += "\n"
+        text += _newline(text)
     comment = f"{' ' * column}# {note}\n" if note else ""
     item = _yaml_dump([row_of(entry)], column, nested=_nested(text))
-    return text + comment + " " * column + item
+    return text + _like(text, comment + " " * column + item)
+
+
+def _like(text: str, added: str) -> str:
+    """``added`` with the line ends ``text`` uses."""
+    return added.replace("\n", "\r\n") if _newline(text) == "\r\n" else added
 
 
 def _yaml_replace(path: Path, text: str, entry_id: str, entry: FAQEntry) -> str:
@@ -277,7 +285,7 @@ def _yaml_fields(
     if node.flow_style:
         start, end, column = _yaml_span(text, node)
         item = _yaml_dump([row], column, nested=nested)
-        return text[:start] + " " * column + item + text[end:]
+        return text[:start] + _like(text, " " * column + item) + text[end:]
     column = node.value[0][0].start_mark.column
     out, pos, last = [], node.value[0][0].start_mark.index, 0
     for i, (key, value) in enumerate(node.value):
@@ -297,11 +305,12 @@ def _yaml_fields(
             out.append(text[start:end])
         elif name in row:
             lead = "" if i == 0 else " " * column
-            out.append(lead + _yaml_dump({name: row[name]}, column, nested=nested))
+            out.append(_like(text, lead + _yaml_dump({name: row[name]}, column, nested=nested)))
         pos = last = end
     added = {k: v for k, v in row.items() if k not in had}
     if added:
-        out.append(text[pos:last] + " " * column + _yaml_dump(added, column, nested=nested))
+        more = " " * column + _yaml_dump(added, column, nested=nested)
+        out.append(text[pos:last] + _like(text, more))
     head = node.value[0][0].start_mark.index
     return text[:head] + "".join(out) + text[last:]
 
@@ -338,11 +347,12 @@ def _json_append(path: Path, text: str, entry: FAQEntry, note: str) -> str:
     spans, close = _json_parts(path, text)
     if not spans:
         column = close - _line_start(text, close) + 2
-        return text[:close] + "\n" + " " * column + _json_item(entry, "", column) + text[close:]
+        new = "\n" + " " * column + _json_item(entry, "", column)
+        return text[:close] + _like(text, new) + text[close:]
     start, end = spans[-1]
     column = start - _line_start(text, start)
     sep = ",\n" + " " * column if "\n" in text[spans[0][0] : close] else ", "
-    return text[:end] + sep + _json_item(entry, text[start:end], column) + text[end:]
+    return text[:end] + _like(text, sep + _json_item(entry, text[start:end], column)) + text[end:]
 
 
 def _json_replace(path: Path, text: str, entry_id: str, entry: FAQEntry) -> str:
@@ -352,7 +362,7 @@ def _json_replace(path: Path, text: str, entry_id: str, entry: FAQEntry) -> str:
         if isinstance(old, dict) and old.get("id") == entry_id:
             column = start - _line_start(text, start)
             new = _json_item(entry, text[start:end], column, list(old))
-            return text[:start] + new + text[end:]
+            return text[:start] + _like(text, new) + text[end:]
     raise KnowledgeError(f"entry '{entry_id}' is not in {path}; reload the knowledge base")
 
 

@@ -218,6 +218,9 @@ def test_a_layout_it_cannot_follow_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="edit it by hand"):
         appended(path, NEW)
     assert path.read_text(encoding="utf-8").endswith("# flow style\n")
+    path.write_text("- id: a\n  question: [unclosed\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="not valid YAML"):
+        replaced(path, "a", NEW)
 
 
 def test_journal_undo_gives_back_the_exact_bytes(tmp_path: Path, faq_dir: Path) -> None:
@@ -273,3 +276,38 @@ def test_verdict_refuses_errors_and_warns_on_conflicts(faq_dir: Path) -> None:
     taken = NEW.model_copy(update={"id": "refund"})
     _, verdict = check_draft(kb, Draft(taken, faq_dir / "more.yaml"))
     assert "'refund' is also the id" in verdict.errors[0]
+
+
+def test_windows_line_ends_stay_windows_line_ends(tmp_path: Path) -> None:
+    for name, text in (("faq.yaml", YAML), ("faq.json", JSON)):
+        path = tmp_path / name
+        crlf = text.replace("\n", "\r\n").encode("utf-8")
+        path.write_bytes(crlf)
+        grown = appended(path, NEW)
+        cut = crlf.rindex(b"}", 0, crlf.rindex(b"]")) + 1 if name == "faq.json" else None
+        assert grown.startswith(crlf[:cut])
+        assert b"\n" not in grown.replace(b"\r\n", b"")
+        refund = parse_entries(path)[1].model_copy(update={"variants": ("如何退款",)})
+        edited = replaced(path, "refund", refund)
+        assert b"\n" not in edited.replace(b"\r\n", b"")
+        path.write_bytes(edited)
+        assert parse_entries(path)[1].variants == ("如何退款",)
+
+
+def test_undo_of_an_added_candidate_makes_it_pending_again(bot) -> None:
+    from autoreply.faqchange import add_draft
+    from autoreply.models import CandidateStatus, Message
+
+    folder = Path(bot.settings.knowledge)
+    bot.handle(Message(text="I want to take legal action", user_id="u", channel="web"))
+    (ticket,) = bot.store.list_tickets()
+    bot.store.agent_reply(ticket.id, agent="ann", text="Yes.")
+    bot.store.resolve_ticket(ticket.id, agent="ann")
+    candidate = bot.store.promote(ticket.id, agent="ann", question="Gift cards?")
+    bot.store.set_candidate_status(candidate.id, CandidateStatus.ACCEPTED)
+    data = {"id": "gift", "question": "Gift cards?", "answer": "Yes."}
+    draft = add_draft(bot.kb, data, into=folder / "accepted.yaml", candidate_id=candidate.id)
+    apply(bot.kb, draft, journal=Journal(folder), action="add", by="ann", store=bot.store)
+    Journal(folder).undo(store=bot.store)
+    (pending,) = bot.store.list_candidates(status=CandidateStatus.PENDING)
+    assert pending.id == candidate.id

@@ -346,3 +346,24 @@ def test_every_command_has_help_with_an_example(cli) -> None:
     for path in (["report"], ["changes"], ["undo"]):
         result = CliRunner().invoke(app, [*path, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, path
+
+
+@pytest.mark.slow
+def test_only_variants_that_ask_the_same_thing_are_ticked(demo_bot: AutoReply) -> None:
+    """A topic that swept up unrelated questions: the review form ticks the paraphrases of
+    its question and leaves 'widget gizmo' and a student-discount question unticked."""
+    from autoreply.faqchange import core_variants
+    from autoreply.gaps import Suggestion
+
+    related = ["rocket launch time today", "what time is the next rocket launch"]
+    unrelated = ["widget gizmo", "do you have a student discount", "where is my parcel"]
+    draft = Suggestion(
+        topic_id=1,
+        kind=TopicKind.NEW,
+        entry_id="rocket",
+        question="when does the rocket launch",
+        variants=[*related, *unrelated],
+        category="general",
+        gaps=6,
+    )
+    assert core_variants(draft, demo_bot.engine.index) == [True, True, False, False, False]

@@ -110,11 +110,17 @@ def edit_entry(
 
 
 def add_entry(
-    bot: AutoReply, data: dict[str, Any], *, into: Path, by: str, note: str = ""
+    bot: AutoReply,
+    data: dict[str, Any],
+    *,
+    into: Path,
+    by: str,
+    note: str = "",
+    candidate_id: int | None = None,
 ) -> tuple[FAQEntry, int]:
     """Append a new entry to ``into`` and reload: (entry, entries now)."""
     knowledge_root(bot)
-    draft = add_draft(bot.kb, data, into=into, note=note)
+    draft = add_draft(bot.kb, data, into=into, note=note, candidate_id=candidate_id)
     _, count = commit(bot, draft, action="add", by=by)
     return draft.entry, count
 

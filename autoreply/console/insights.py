@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -29,7 +30,7 @@ from autoreply.errors import AutoreplyError, ConfigError
 from autoreply.faqchange import Draft, Verdict, core_variants
 from autoreply.gaps import Suggestion, suggest, update_topics
 from autoreply.insights import Week, WeeklyReport, parse_week, week_of, weekly_report
-from autoreply.store.base import TopicStatus
+from autoreply.store.base import TopicKind, TopicStatus
 from autoreply.weekly import to_csv, to_html, to_markdown
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -133,10 +134,17 @@ def _review(
     target: Draft | None,
 ) -> Response:
     state = _state(request)
+    kb = state.bot.kb
+    near = (
+        kb.get(draft.entry_id)
+        if draft.kind is TopicKind.NEAR_MISS and draft.entry_id in kb
+        else None
+    )
     return render(
         request,
         "review.html",
         session=session,
+        near_file=Path((near.source or "").rsplit(":", 1)[0]).name if near else "",
         topic=state.bot.store.get_gap_topic(topic_id),
         draft=draft,
         form=form,

@@ -221,6 +221,7 @@ async def candidate_action(
                     into=into,
                     by=session.agent or "",
                     note=f"added by {session.agent} from FAQ candidate {candidate_id}",
+                    candidate_id=candidate_id,
                 ),
                 name="autoreply-reload",
             )
