@@ -155,7 +155,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Edit the entry, tick the variants that ask the same thing (ticked by default: the "
         "ones close in meaning to the question), add more one per line, then Check: the same "
         "checks as `autoreply check` run on the knowledge base with this entry in it. Nothing "
-        "else in any file changes; every change can be undone below the knowledge page.",
+        "else in any file changes; every change can be undone at the bottom of the Knowledge page.",
         "编辑条目，勾选与问题意思相同的变体（默认只勾选语义接近问题的），每行添加一个新变体，"
         "然后点“检查”：在包含此条目的知识库上运行与 `autoreply check` 相同的检查。"
         "文件中其他内容不会改变；每次修改都可在知识库页面撤销。",
