@@ -11,17 +11,12 @@ The front doors (``autoreply gaps accept``, the admin API, the console) all come
    ``verdict`` runs what ``autoreply check`` runs (every file's format, ids used twice,
    texts two entries share) on the knowledge base with the change in it.
 3. ``apply`` refuses errors, and warnings unless forced; otherwise writes the bytes and
-   records the change in the journal: ``.autoreply-journal/`` in the knowledge folder (hidden,
-   so never loaded), one JSON record per change (when, who, what, which file, the file's hash
-   after) plus the file's bytes before. ``undo`` puts the newest change back byte for byte,
-   if the file has not been changed since, and reopens its gap topic or FAQ candidate.
+   records the change in the journal (faqjournal: who, when, what, the file's bytes before),
+   from which ``Journal.undo`` puts the newest change back byte for byte.
 """
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,15 +27,15 @@ import numpy as np
 from pydantic import ValidationError
 
 from autoreply.errors import ConflictError, KnowledgeError
+from autoreply.faqjournal import Change, Journal, whoami
 from autoreply.faqwrite import appended, replaced, write_atomic
 from autoreply.gaps import Suggestion, TopicConfig, suggest
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, cross_check, parse_planned
-from autoreply.models import CandidateStatus, FAQEntry
+from autoreply.models import FAQEntry
 from autoreply.retriever import KnowledgeIndex
 from autoreply.store.base import Store, TopicKind, TopicStatus
 
 ACCEPTED_FILE = "accepted.yaml"
-JOURNAL_DIR = ".autoreply-journal"
 
 
 @dataclass(frozen=True)
@@ -80,25 +75,6 @@ class Draft:
     """The agent's FAQ candidate it comes from (undo makes it pending again)."""
 
 
-@dataclass(frozen=True)
-class Change:
-    """One journalled write into a knowledge file."""
-
-    id: int
-    at: str
-    by: str
-    action: str
-    file: str
-    entry_id: str
-    after_sha256: str
-    created: bool
-    """The file did not exist before (undo deletes it)."""
-    topic_id: int | None = None
-    candidate_id: int | None = None
-    undone_at: str | None = None
-    undone_by: str | None = None
-
-
 def writable_root(knowledge: Path) -> Path:
     """The knowledge path, if changes may be written there (not the bundled demo)."""
     if knowledge.resolve() == bundled_knowledge_dir().resolve():
@@ -109,21 +85,10 @@ def writable_root(knowledge: Path) -> Path:
     return knowledge
 
 
-def knowledge_folder(knowledge: Path) -> Path:
-    return knowledge if knowledge.is_dir() else knowledge.parent
-
-
 def default_target(knowledge: Path) -> Path:
     """Where an accepted new entry goes: ``accepted.yaml`` in the knowledge folder (a single
     FAQ file: that file, since nothing beside it is loaded)."""
     return knowledge / ACCEPTED_FILE if knowledge.is_dir() else knowledge
-
-
-def whoami() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def source_file(entry: FAQEntry) -> Path:
@@ -327,73 +292,3 @@ def add_draft(
     if entry.id in kb:
         raise KnowledgeError(f"entry id '{entry.id}' is taken; choose another id")
     return Draft(entry, into, None, None, note, candidate_id)
-
-
-# -- the journal ------------------------------------------------------------------------------
-
-
-class Journal:
-    """Every change written into a knowledge folder, newest last, and how to take it back."""
-
-    def __init__(self, knowledge: Path) -> None:
-        self.folder = knowledge_folder(Path(knowledge)) / JOURNAL_DIR
-
-    def _path(self, change_id: int, kind: str) -> Path:
-        return self.folder / f"{change_id:06d}.{kind}"
-
-    def changes(self) -> list[Change]:
-        """All changes, newest first."""
-        if not self.folder.is_dir():
-            return []
-        found = [Change(**json.loads(p.read_text("utf-8"))) for p in self.folder.glob("*.json")]
-        return sorted(found, key=lambda c: c.id, reverse=True)
-
-    def record(
-        self, path: Path, before: bytes | None, after: bytes, *, action: str, entry_id: str, by: str
-    ) -> Change:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        latest = self.changes()
-        change = Change(
-            id=latest[0].id + 1 if latest else 1,
-            at=datetime.now(UTC).isoformat(timespec="seconds"),
-            by=by,
-            action=action,
-            file=str(Path(path).resolve()),
-            entry_id=entry_id,
-            after_sha256=hashlib.sha256(after).hexdigest(),
-            created=before is None,
-        )
-        if before is not None:
-            self._path(change.id, "before").write_bytes(before)
-        return self._save(change)
-
-    def update(self, change: Change, **fields: Any) -> Change:
-        return self._save(Change(**(change.__dict__ | fields)))
-
-    def _save(self, change: Change) -> Change:
-        text = json.dumps(change.__dict__, ensure_ascii=False, indent=2) + "\n"
-        write_atomic(self._path(change.id, "json"), text.encode("utf-8"))
-        return change
-
-    def undo(self, *, by: str = "", store: Store | None = None) -> Change:
-        """Put the newest change not undone yet back: the file's exact bytes before it (or no
-        file), and its gap topic open again. ConflictError if the file changed since."""
-        pending = [c for c in self.changes() if c.undone_at is None]
-        if not pending:
-            raise ConflictError("nothing to undo: no change in the journal is still in effect")
-        change = pending[0]
-        path = Path(change.file)
-        now = path.read_bytes() if path.exists() else b""
-        if hashlib.sha256(now).hexdigest() != change.after_sha256:
-            raise ConflictError(
-                f"{path} changed after change {change.id} ({change.action} '{change.entry_id}'); "
-                "undoing it would lose that; edit the file by hand"
-            )
-        before = None if change.created else self._path(change.id, "before").read_bytes()
-        write_atomic(path, before)
-        if change.topic_id is not None and store is not None:
-            store.set_gap_topic_status(change.topic_id, TopicStatus.OPEN)
-        if change.candidate_id is not None and store is not None:
-            store.set_candidate_status(change.candidate_id, CandidateStatus.PENDING)
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        return self.update(change, undone_at=stamp, undone_by=by or whoami())

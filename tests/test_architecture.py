@@ -54,8 +54,10 @@ ALLOWED: dict[str, set[str]] = {
     # writing users' FAQ files: one entry's lines at a time, checked, journalled; shared by
     # the CLI, the admin API and the console (no front door imports another)
     "faqwrite": {"errors", "faqfiles", "knowledge", "models"},
+    "faqjournal": {"errors", "faqwrite", "models", "store"},
     "faqchange": {
         "errors",
+        "faqjournal",
         "faqwrite",
         "gaps",
         "knowledge",
