@@ -1,8 +1,9 @@
-"""The ``autoreply gaps topics | suggest | accept | dismiss`` and ``autoreply report`` commands.
+"""``autoreply gaps topics | suggest | accept | dismiss``, ``changes``, ``undo`` and ``report``.
 
 ``register(app, gaps_app)`` adds them to the main Typer app and its ``gaps`` group
 (autoreply/cli.py calls it). Heavy modules are imported inside the commands so that
-``autoreply --help`` stays fast. accept_suggestion() is the library side of ``gaps accept``.
+``autoreply --help`` stays fast. The library side of ``gaps accept`` and ``undo`` is
+autoreply.faqchange, shared with the console and the admin API.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from autoreply.engine import Engine
-    from autoreply.knowledge import KnowledgeBase
-    from autoreply.models import FAQEntry
     from autoreply.settings import Settings
     from autoreply.store import Store
 
@@ -37,7 +36,6 @@ DbOpt = Annotated[
     str | None, typer.Option("--db", help="Database URL or SQLite file [default: autoreply.db]")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-WRITABLE = (".yaml", ".yml", ".json", ".jsonl")
 
 
 def _settings(knowledge: Path | None, db: str | None) -> Settings:
@@ -156,91 +154,184 @@ def gaps_suggest(
             out.print(f"answer: {s.answer}", markup=False, highlight=False)
 
 
-def accept_suggestion(
-    store: Store, topic_id: int, *, into: Path, kb: KnowledgeBase | None, answer: str | None
-) -> FAQEntry:
-    """Write a topic's suggestion into the FAQ file ``into`` and mark the topic accepted.
-
-    A new entry is appended (KnowledgeError without an answer); a near miss adds its
-    variants to the entry in that file. The file is validated first and rewritten atomically."""
-    from pydantic import ValidationError
-
-    from autoreply.errors import ConflictError, KnowledgeError
-    from autoreply.gaps import suggest
-    from autoreply.knowledge import parse_entries, write_entries
-    from autoreply.models import FAQEntry
-    from autoreply.store import TopicKind, TopicStatus
-
-    if into.suffix.lower() not in WRITABLE:
-        raise KnowledgeError(f"{into}: cannot write FAQ entries there; use a .yaml or .jsonl file")
-    topic = store.get_gap_topic(topic_id)
-    if topic.status is TopicStatus.ACCEPTED:
-        raise ConflictError(f"gap topic {topic_id} was accepted already")
-    draft = suggest(store, topic, kb=kb)
-    entries = parse_entries(into) if into.exists() else []
-    text = (answer or draft.answer).strip()
-    try:
-        if topic.kind is TopicKind.NEAR_MISS:
-            found = [i for i, e in enumerate(entries) if e.id == draft.entry_id]
-            if not found:
-                raise KnowledgeError(
-                    f"entry '{draft.entry_id}' is not in {into}; accept into the file that holds it"
-                )
-            old = entries[found[0]]
-            update: dict[str, Any] = {"variants": (*old.variants, *draft.variants)}
-            entry = FAQEntry.model_validate(
-                old.model_dump() | update | ({"answer": text} if answer else {})
-            )
-            entries[found[0]] = entry
-        else:
-            if not text:
-                raise KnowledgeError(
-                    f"gap topic {topic_id} has no answer yet (no resolved ticket gave one); "
-                    'write one: autoreply gaps accept ... --answer "..."'
-                )
-            taken = {e.id for e in entries} | ({e.id for e in kb.entries} if kb else set())
-            entry_id = (
-                draft.entry_id if draft.entry_id not in taken else f"{draft.entry_id}-{topic_id}"
-            )
-            entry = FAQEntry(
-                id=entry_id,
-                question=draft.question,
-                variants=tuple(draft.variants),
-                answer=text,
-                category=draft.category,
-            )
-            entries.append(entry)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"])
-        raise KnowledgeError(f"the drafted entry is not valid: {where}: {problem['msg']}") from None
-    write_entries(into, entries)
-    store.set_gap_topic_status(topic_id, TopicStatus.ACCEPTED)
-    return entry
-
-
 def gaps_accept(
     topic: Annotated[int, typer.Argument(help="The gap topic id (see 'gaps topics').")],
-    into: Annotated[Path, typer.Option("--into", help="FAQ file to write (.yaml or .jsonl).")],
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into", help="FAQ file to add a new entry to [default: accepted.yaml in the folder]"
+        ),
+    ] = None,
     answer: Annotated[
         str | None, typer.Option(help="The answer (required when the draft has none).")
+    ] = None,
+    question: Annotated[
+        str | None, typer.Option(help="The question, instead of the draft's.")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="The category, instead of the draft's.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            "-v",
+            help="A variant to write (repeat it). Default: the drafted variants that ask what "
+            "the question asks (see --dry-run).",
+        ),
+    ] = None,
+    all_variants: Annotated[
+        bool, typer.Option("--all-variants", help="Write every drafted variant.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show the entry and the check's verdict; write nothing."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Save despite warnings (conflicts); never despite errors."),
+    ] = False,
+    by: Annotated[
+        str | None, typer.Option(help="Who accepts it [default: your user name].")
     ] = None,
     knowledge: KnowledgeOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Accept a topic's suggestion into an FAQ file: a new entry is appended, or the new
-    variants are added to the entry that nearly answered. The file is rewritten (YAML
-    comments are not kept); reload the bot to use it.
+    """Accept a topic's suggestion: a new entry is added to a file of its own (accepted.yaml
+    in the knowledge folder, with a comment saying when, by whom and from which topic), or the
+    chosen variants are added to the entry that nearly answered, in its file. Nothing else in
+    any file changes. The result is checked as 'autoreply check' would first: errors are never
+    saved, warnings only with --force. Take it back with 'autoreply undo'.
 
-    Example:  autoreply gaps accept 42 --into knowledge/faq.yaml --answer "Use a type G plug."
+    Example:  autoreply gaps accept 42 --answer "Use a type G plug." -v "plug type uk" --dry-run
     """
+    from autoreply.errors import KnowledgeError
+    from autoreply.faqchange import Journal, apply, check_draft, core_variants, draft_for_topic
+    from autoreply.gaps import suggest
+
+    root = _knowledge_root(_settings(knowledge, db))
     store, engine = _open(knowledge, db, update=False)
     try:
-        entry = accept_suggestion(store, topic, into=into, kb=engine.kb, answer=answer)
+        if variant is None:
+            draft = suggest(store, store.get_gap_topic(topic), kb=engine.kb)
+            ticks = core_variants(draft, engine.index)
+            variant = [v for v, on in zip(draft.variants, ticks, strict=True) if on or all_variants]
+        chosen = draft_for_topic(
+            store,
+            topic,
+            kb=engine.kb,
+            knowledge=root,
+            variants=variant,
+            question=question,
+            answer=answer,
+            category=category,
+            into=into,
+            by=by or "",
+        )
+        if dry_run:
+            data, verdict = check_draft(engine.kb, chosen)
+            _show_draft(chosen, verdict)
+            if not verdict.ok:
+                raise typer.Exit(1)
+            return
+        change = apply(
+            engine.kb,
+            chosen,
+            journal=Journal(root),
+            action="accept",
+            by=by or "",
+            force=force,
+            store=store,
+        )
+    except KnowledgeError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
     finally:
         store.close()
     out.print(
-        f"wrote entry [cyan]{escape(entry.id)}[/] into {escape(str(into))}; topic {topic} accepted"
+        f"wrote entry [cyan]{escape(chosen.entry.id)}[/] into {escape(str(chosen.path))}; "
+        f"topic {topic} accepted (change {change.id}: 'autoreply undo' takes it back)"
+    )
+
+
+def _knowledge_root(settings: Settings) -> Path:
+    from autoreply.errors import ConflictError
+    from autoreply.faqchange import writable_root
+    from autoreply.service import resolve_knowledge_path
+
+    try:
+        return writable_root(resolve_knowledge_path(settings.knowledge))
+    except ConflictError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+
+
+def _show_draft(draft: Any, verdict: Any) -> None:
+    entry = draft.entry
+    what = f"replace entry '{draft.replaces}'" if draft.replaces else "add a new entry"
+    out.print(f"would {what} in {draft.path}", markup=False, highlight=False)
+    for name in ("id", "question", "answer", "category"):
+        out.print(f"  {name}: {getattr(entry, name)}", markup=False, highlight=False)
+    for v in entry.variants:
+        out.print(f"  variant: {v}", markup=False, highlight=False)
+    for line in verdict.errors:
+        err.print(f"error: {line}", markup=False, highlight=False)
+    for line in verdict.warnings:
+        err.print(f"warning: {line}", markup=False, highlight=False)
+    out.print("check: ok" if verdict.ok else "check: see above", markup=False, highlight=False)
+
+
+def changes(
+    knowledge: KnowledgeOpt = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the changes written into the knowledge files (accepts and edits from the CLI,
+    console and API), newest first: when, who, what, which file, and whether undone.
+
+    Example:  autoreply changes --limit 5
+    """
+    from autoreply.faqchange import Journal
+
+    journal = Journal(_knowledge_root(_settings(knowledge, None)))
+    found = journal.changes()[:limit]
+    if as_json:
+        _print_json([c.__dict__ for c in found])
+        return
+    table = Table("id", "when", "who", "what", "entry", "file", "undone")
+    for c in found:
+        cells = [str(c.id), c.at, c.by, c.action, c.entry_id, c.file, c.undone_at or ""]
+        table.add_row(*(escape(x) for x in cells))
+    out.print(table)
+
+
+def undo(
+    knowledge: KnowledgeOpt = None,
+    db: DbOpt = None,
+    by: Annotated[str | None, typer.Option(help="Who undoes it [default: your user name].")] = None,
+) -> None:
+    """Take back the newest change still in effect (see 'autoreply changes'): its file gets
+    back the exact bytes it had before, an accepted gap topic is open again. Refused if the
+    file was changed since. Reload the bot afterwards.
+
+    Example:  autoreply undo
+    """
+    from autoreply.errors import ConflictError
+    from autoreply.faqchange import Journal
+    from autoreply.store import open_store
+
+    settings = _settings(knowledge, db)
+    store = open_store(settings.db)
+    try:
+        change = Journal(_knowledge_root(settings)).undo(by=by or "", store=store)
+    except ConflictError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    out.print(
+        f"undid change {change.id} ({change.action} '{escape(change.entry_id)}'): "
+        f"{escape(change.file)} is as it was before"
     )
 
 
@@ -308,9 +399,11 @@ def report(
 
 
 def register(app: typer.Typer, gaps_app: typer.Typer) -> None:
-    """Add ``gaps topics|suggest|accept|dismiss`` and ``report`` to the command line."""
+    """Add ``gaps topics|suggest|accept|dismiss``, ``changes``, ``undo`` and ``report``."""
     gaps_app.command("topics")(gaps_topics)
     gaps_app.command("suggest")(gaps_suggest)
     gaps_app.command("accept")(gaps_accept)
     gaps_app.command("dismiss")(gaps_dismiss)
     app.command("report")(report)
+    app.command("changes")(changes)
+    app.command("undo")(undo)

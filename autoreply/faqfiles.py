@@ -156,6 +156,13 @@ def _json_records(path: Path) -> Items:
 
 def _json_item_lines(text: str) -> list[int]:
     """The line where each entry of a valid JSON document starts (the list or 'entries')."""
+    spans, _ = json_item_spans(text)
+    return [text.count("\n", 0, start) + 1 for start, _ in spans]
+
+
+def json_item_spans(text: str) -> tuple[list[tuple[int, int]], int]:
+    """Where each entry of a valid JSON document is ([start, end) character offsets) and where
+    its list's closing ``]`` is (-1 if the entries are not a list)."""
     decode = json.JSONDecoder().raw_decode
 
     def skip(i: int) -> int:
@@ -174,16 +181,16 @@ def _json_item_lines(text: str) -> list[int]:
             i = skip(decode(text, i)[1])
             i = skip(i + 1) if text[i] == "," else i
         i = start
-    lines: list[int] = []
+    spans: list[tuple[int, int]] = []
     if i < 0 or text[i] != "[":
-        return lines
-    line, seen, i = 1, 0, skip(i + 1)
+        return spans, -1
+    i = skip(i + 1)
     while text[i] != "]":
-        line, seen = line + text.count("\n", seen, i), i
-        lines.append(line)
-        i = skip(decode(text, i)[1])
+        end = decode(text, i)[1]
+        spans.append((i, end))
+        i = skip(end)
         i = skip(i + 1) if text[i] == "," else i
-    return lines
+    return spans, i
 
 
 def _jsonl_records(path: Path) -> Items:

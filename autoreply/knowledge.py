@@ -178,6 +178,32 @@ def parse_entries(path: Path) -> list[FAQEntry]:
     return entries
 
 
+def parse_planned(path: Path, data: bytes) -> tuple[list[FAQEntry], list[FAQFormatError]]:
+    """The entries and problems of ``data`` read as if it were the file ``path`` (a change not
+    written yet): sources and problems name ``path``, not the scratch copy."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="autoreply-plan-") as tmp:
+        scratch = Path(tmp) / path.name
+        scratch.write_bytes(data)
+        entries, problems = _parse_file(scratch)
+    prefix = f"{scratch}:"
+    entries = [
+        e.model_copy(update={"source": f"{path}:{(e.source or '').removeprefix(prefix)}"})
+        for e in entries
+    ]
+    problems = [
+        FAQFormatError(path, line=p.line, field=p.field, problem=p.problem, hint=p.hint)
+        for p in problems
+    ]
+    return entries, problems
+
+
+def cross_check(entries: Sequence[FAQEntry]) -> tuple[list[FAQFormatError], tuple[Conflict, ...]]:
+    """What load_knowledge() checks across files: ids used twice (problems) and texts claimed
+    by two enabled entries (conflicts, which ``autoreply check`` reports)."""
+    return _duplicate_ids(entries), _find_conflicts(entries)
+
+
 def write_entries(path: Path, entries: Sequence[FAQEntry]) -> None:
     """Write entries as YAML, JSON or JSONL (by suffix), atomically: readers see old or new."""
     path = Path(path)

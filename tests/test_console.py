@@ -222,6 +222,7 @@ def test_ticket_to_faq_entry_and_the_bot_answers(client: TestClient, faq_dir: Pa
         f"/console/knowledge/candidates/{candidate.id}/accept", data={"csrf": csrf}
     )
     assert "admin" in refused.text
+    before = (faq_dir / "faq.yaml").read_bytes()
     with browser(client) as admin_client:
         root = sign_in(admin_client, make_agent(client, "root", AgentRole.ADMIN))
         listing = admin_client.get("/console/knowledge")
@@ -238,7 +239,9 @@ def test_ticket_to_faq_entry_and_the_bot_answers(client: TestClient, faq_dir: Pa
             },
         )
         assert "index reloaded" in accepted.text, accepted.text
-    written = yaml.safe_load((faq_dir / "faq.yaml").read_text(encoding="utf-8"))
+    after = (faq_dir / "faq.yaml").read_bytes()
+    assert after.startswith(before)  # appended: nothing before it changed
+    written = yaml.safe_load(after.decode("utf-8"))["entries"]
     assert any(e["id"] == "gift-cards" for e in written)
     assert store.list_candidates(status=CandidateStatus.ACCEPTED)[0].id == candidate.id
     again = send(client, question, user_id="g1")
@@ -294,3 +297,83 @@ def test_gaps_and_report_pages(client: TestClient) -> None:
     assert "<svg" in html.text
     bad = client.get("/console/report", params={"week": "2026-W99"})
     assert "W99" in bad.text
+
+
+def test_admin_reviews_checks_accepts_and_undoes_a_gap_topic(
+    client: TestClient, faq_dir: Path
+) -> None:
+    """The review form: every field editable, variants as checkboxes with editable text plus
+    a box for more; Check shows the verdict (a conflict is a warning, nothing written); Accept
+    writes only the ticked and added variants into accepted.yaml (faq.yaml untouched), and
+    Undo takes it back byte for byte and reopens the topic."""
+    for i, text in enumerate(ROCKET):
+        send(client, text, user_id=f"r{i}", conversation_id=f"r{i}")
+    faq = faq_dir / "faq.yaml"
+    before = faq.read_bytes()
+    with browser(client) as admin_client:
+        csrf = sign_in(admin_client, make_agent(client, "root", AgentRole.ADMIN))
+        listing = admin_client.get("/console/gaps")
+        topic = re.search(r'href="/console/gaps/(\d+)/review"', listing.text)
+        assert topic, listing.text
+        url = f"/console/gaps/{topic.group(1)}/review"
+        page = admin_client.get(url)
+        assert 'name="use_0"' in page.text and 'name="variant_0"' in page.text
+        assert 'name="more_variants"' in page.text and "<script>" not in page.text
+        count = int(re.search(r'name="variant_count" value="(\d+)"', page.text).group(1))
+        texts = re.findall(r'name="variant_\d+" value="([^"]*)"', page.text)
+        assert count == len(texts) == len(ROCKET) - 1
+        form = {
+            "csrf": csrf,
+            "question": "When does the rocket launch?",
+            "answer": "At 10:00.",
+            "category": "space",
+            "variant_count": str(count),
+            "use_0": "on",
+            "variant_0": "rocket launch time?",  # edited
+            "variant_1": texts[1],  # not ticked: left out
+            "variant_2": texts[2],
+            "more_variants": "launch schedule\ninternational shipping\n",
+            "into": "accepted.yaml",
+        }
+        checked = admin_client.post(url, data=form | {"do": "check"})
+        assert "international shipping" in checked.text and 'class="warnings"' in checked.text
+        refused = admin_client.post(url, data=form | {"do": "save"})
+        assert 'class="warnings"' in refused.text and not (faq_dir / "accepted.yaml").exists()
+        form["more_variants"] = "launch schedule"
+        ok = admin_client.post(url, data=form | {"do": "check"})
+        assert "Check passed" in ok.text
+        saved = admin_client.post(url, data=form | {"do": "save"})
+        assert "index reloaded" in saved.text, saved.text
+        (entry,) = yaml.safe_load((faq_dir / "accepted.yaml").read_text(encoding="utf-8"))
+        assert entry["variants"] == ["rocket launch time?", "launch schedule"]
+        assert entry["category"] == "space" and faq.read_bytes() == before
+        assert send(client, "launch schedule", user_id="x")["entry_id"] == entry["id"]
+        knowledge = admin_client.get("/console/knowledge")
+        assert 'id="changes"' in knowledge.text and entry["id"] in knowledge.text
+        undone = admin_client.post("/console/knowledge/undo", data={"csrf": csrf})
+        assert "undone" in undone.text, undone.text
+    assert not (faq_dir / "accepted.yaml").exists() and faq.read_bytes() == before
+    assert state(client).bot.store.get_gap_topic(int(topic.group(1))).status.value == "open"
+
+
+def test_entry_edit_keeps_the_rest_of_a_commented_file(client: TestClient, faq_dir: Path):
+    """Editing one entry from the console changes only that entry's changed lines: the
+    file's comments and the other entries stay byte for byte."""
+    faq = faq_dir / "faq.yaml"
+    original = "# kept by the support team\n" + faq.read_text(encoding="utf-8")
+    faq.write_text(original, encoding="utf-8")
+    state(client).bot.reload()
+    with browser(client) as admin_client:
+        csrf = sign_in(admin_client, make_agent(client, "root", AgentRole.ADMIN))
+        form = {
+            "csrf": csrf,
+            "question": "Do you ship internationally?",
+            "variants": "international shipping\ncan you ship abroad\nship to another country",
+            "answer": "Yes, to over 50 countries.",
+            "category": "orders/shipping",
+            "enabled": "on",
+        }
+        saved = admin_client.post("/console/knowledge/entry/shipping", data=form)
+        assert "index reloaded" in saved.text, saved.text
+    after = faq.read_text(encoding="utf-8")
+    assert after == original.replace("Yes, to over 40 countries.", "Yes, to over 50 countries.")

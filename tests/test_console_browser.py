@@ -192,11 +192,14 @@ def test_ticket_becomes_an_faq_entry_the_bot_answers(server: Server, page: Any) 
     expect(candidate).to_contain_text(QUESTION)
     candidate.locator("input[name=id]").fill("gift-cards")
     shot(page, "knowledge")
+    faq = (server.knowledge / "faq.yaml").read_bytes()
     candidate.locator("button.primary").click()
     expect(page.locator("main > .flash.ok")).to_contain_text("index reloaded")
     page.goto(f"{server.url}/console/knowledge?category=billing")
     expect(page.locator("table.entries")).to_contain_text("gift-cards")
-    assert "gift-cards" in (server.knowledge / "faq.yaml").read_text(encoding="utf-8")
+    # the default target is a file of its own: the user's faq.yaml is not touched
+    assert "gift-cards" in (server.knowledge / "accepted.yaml").read_text(encoding="utf-8")
+    assert (server.knowledge / "faq.yaml").read_bytes() == faq
 
     again = server.say(QUESTION, user_id="gift")
     assert again["decision"] == "answer" and again["entry_id"] == "gift-cards"
@@ -225,3 +228,34 @@ def test_gap_topic_appears_on_the_gaps_page(server: Server, page: Any) -> None:
     page.goto(f"{server.url}/console/inbox?lang=zh")
     expect(page.locator("h1")).to_have_text("工单队列")
     shot(page, "inbox-zh")
+
+
+def test_admin_reviews_checks_and_accepts_a_gap_topic(server: Server, page: Any) -> None:
+    """The review form works in a real browser under the CSP (no console errors): write the
+    answer, add a variant, Check shows the verdict, Accept writes accepted.yaml and leaves
+    faq.yaml byte for byte as it was."""
+    errors: list[str] = []
+
+    def seen(message: Any) -> None:  # a CSP violation or a script error; not the favicon
+        if message.type == "error" and "favicon" not in message.location.get("url", ""):
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", seen)
+    for i, text in enumerate(ROCKET):
+        server.say(text, user_id=f"rv{i}", conversation_id=f"review-{i}")
+    faq = (server.knowledge / "faq.yaml").read_bytes()
+    sign_in(page, server, server.agent("boss", AgentRole.ADMIN))
+    page.goto(f"{server.url}/console/gaps")
+    page.locator("section.topic", has_text="rocket").first.locator("a.button").click()
+    expect = sync_api.expect
+    expect(page.locator("#review-form input[name=variant_0]")).to_be_visible()
+    page.fill("#review-form textarea[name=answer]", "At 10:00.")
+    page.fill("#review-form textarea[name=more_variants]", "launch schedule")
+    page.click("#review-form button[value=check]")
+    expect(page.locator("#verdict")).to_contain_text("Check passed")
+    shot(page, "review")
+    page.click("#review-form button[value=save]")
+    expect(page.locator("main > .flash.ok")).to_contain_text("index reloaded")
+    assert "launch schedule" in (server.knowledge / "accepted.yaml").read_text(encoding="utf-8")
+    assert (server.knowledge / "faq.yaml").read_bytes() == faq
+    assert not errors, errors

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-import yaml
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from autoreply.cli_gaps import accept_suggestion, register
+from autoreply.cli_gaps import register
 from autoreply.errors import ConfigError, ConflictError, KnowledgeError
+from autoreply.faqchange import Journal, apply, draft_for_topic
 from autoreply.gaps import (
     TopicConfig,
     ctfidf_keywords,
@@ -196,25 +196,38 @@ def test_suggestion_takes_the_answer_agents_resolved_with(bot: AutoReply) -> Non
     assert weather.needs_answer and weather.answer == ""
 
 
+def accept(bot: AutoReply, topic_id: int, into: Path, **edits):
+    """Accept as a person would: the chosen variants and edits, checked, journalled."""
+    edits.setdefault("variants", [])
+    root = Path(bot.settings.knowledge)
+    draft = draft_for_topic(
+        bot.store, topic_id, kb=bot.kb, knowledge=root, into=into, by="ann", **edits
+    )
+    apply(bot.kb, draft, journal=Journal(root), action="accept", by="ann", store=bot.store)
+    return draft.entry
+
+
 def test_accept_writes_a_valid_entry(bot: AutoReply, tmp_path: Path) -> None:
     ask(bot, ROCKET)
     update_topics(bot.store, bot.engine.index)
     (topic,) = bot.store.gap_topics()
     into = tmp_path / "new.yaml"
     with pytest.raises(KnowledgeError, match="--answer"):
-        accept_suggestion(bot.store, topic.id, into=into, kb=bot.kb, answer=None)
-    entry = accept_suggestion(bot.store, topic.id, into=into, kb=bot.kb, answer="At 10:00.")
+        accept(bot, topic.id, into)
+    draft = suggest(bot.store, topic, kb=bot.kb)
+    entry = accept(bot, topic.id, into, answer="At 10:00.", variants=draft.variants[:2])
     (written,) = parse_entries(into)
-    assert written.id == entry.id and written.answer == "At 10:00." and len(written.variants) == 3
+    assert written.id == entry.id and written.answer == "At 10:00." and len(written.variants) == 2
+    assert (
+        into.read_text().startswith("# accepted ") and "by ann from gap topic" in into.read_text()
+    )
     assert bot.store.get_gap_topic(topic.id).status is TopicStatus.ACCEPTED
     with pytest.raises(ConflictError):
-        accept_suggestion(bot.store, topic.id, into=into, kb=bot.kb, answer="again")
-    with pytest.raises(KnowledgeError, match=".yaml"):
-        accept_suggestion(bot.store, topic.id, into=tmp_path / "x.csv", kb=bot.kb, answer="a")
+        accept(bot, topic.id, into, answer="again")
 
 
 def test_near_miss_adds_variants_to_its_entry(bot: AutoReply, faq_dir: Path) -> None:
-    """A near-miss topic's questions become variants of the entry, in the file that has it."""
+    """A near-miss topic's chosen questions become variants of the entry, in its file."""
     ask(bot, ROCKET)
     update_topics(bot.store, bot.engine.index)
     (topic,) = bot.store.gap_topics()
@@ -225,10 +238,14 @@ def test_near_miss_adds_variants_to_its_entry(bot: AutoReply, faq_dir: Path) -> 
     assert draft.entry_id == "shipping" and draft.question == "Do you ship internationally?"
     assert sorted(draft.variants) == sorted(ROCKET)
     faq = faq_dir / "faq.yaml"
-    faq.write_text(yaml.safe_dump(yaml.safe_load(faq.read_text())["entries"]), encoding="utf-8")
-    accept_suggestion(bot.store, topic.id, into=faq, kb=bot.kb, answer=None)
+    with pytest.raises(KnowledgeError, match="its new variants go there"):
+        accept(bot, topic.id, faq_dir / "other.yaml", variants=ROCKET)
+    accept(bot, topic.id, None, variants=ROCKET[:2])
     shipping = load_knowledge(faq_dir).get("shipping")
-    assert set(ROCKET) <= set(shipping.variants) and shipping.answer == "Yes, to over 40 countries."
+    assert set(ROCKET[:2]) <= set(shipping.variants) and not set(ROCKET[2:]) & set(
+        shipping.variants
+    )
+    assert shipping.answer == "Yes, to over 40 countries." and faq.exists()
 
 
 @pytest.fixture
@@ -259,17 +276,25 @@ def test_cli_topics_suggest_accept_dismiss(bot: AutoReply, cli, tmp_path: Path) 
     assert "0 new gap(s)" in result.stdout
     result = runner.invoke(app, ["gaps", "suggest"], env=env)
     assert result.exit_code == 0 and "needs an answer" in result.stdout
-    into = tmp_path / "new.yaml"
+    into = Path(env["AUTOREPLY_KNOWLEDGE"]) / "accepted.yaml"
     first, second = topics[0]["id"], topics[1]["id"]
-    result = runner.invoke(app, ["gaps", "accept", str(first), "--into", str(into)], env=env)
-    assert isinstance(result.exception, KnowledgeError) and not into.exists()
-    args = ["gaps", "accept", str(first), "--into", str(into), "--answer", "Soon."]
+    result = runner.invoke(app, ["gaps", "accept", str(first)], env=env)
+    assert result.exit_code == 1 and "--answer" in result.output and not into.exists()
+    args = ["gaps", "accept", str(first), "--answer", "Soon.", "-v", "a variant", "--dry-run"]
     result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0 and "check: ok" in result.output and not into.exists()
+    result = runner.invoke(app, args[:-1], env=env)
     assert result.exit_code == 0, result.output
-    assert [e.answer for e in parse_entries(into)] == ["Soon."]
+    (entry,) = parse_entries(into)
+    assert entry.answer == "Soon." and entry.variants == ("a variant",)
+    result = runner.invoke(app, ["changes", "--json"], env=env)
+    assert json.loads(result.stdout)[0]["entry_id"] == entry.id
+    assert runner.invoke(app, ["undo"], env=env).exit_code == 0
+    assert not into.exists() and bot.store.get_gap_topic(first).status is TopicStatus.OPEN
+    assert runner.invoke(app, ["undo"], env=env).exit_code == 1
     assert runner.invoke(app, ["gaps", "dismiss", str(second)], env=env).exit_code == 0
     result = runner.invoke(app, ["gaps", "suggest", "--json"], env=env)
-    assert json.loads(result.stdout) == []
+    assert [s["topic_id"] for s in json.loads(result.stdout)] == [first]  # open again
 
 
 def test_cli_report(bot: AutoReply, cli, tmp_path: Path) -> None:
@@ -318,5 +343,27 @@ def test_every_command_has_help_with_an_example(cli) -> None:
     for path in (["gaps", c] for c in ("topics", "suggest", "accept", "dismiss")):
         result = CliRunner().invoke(app, [*path, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, path
-    result = CliRunner().invoke(app, ["report", "--help"])
-    assert result.exit_code == 0 and "Example:" in result.output
+    for path in (["report"], ["changes"], ["undo"]):
+        result = CliRunner().invoke(app, [*path, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output, path
+
+
+@pytest.mark.slow
+def test_only_variants_that_ask_the_same_thing_are_ticked(demo_bot: AutoReply) -> None:
+    """A topic that swept up unrelated questions: the review form ticks the paraphrases of
+    its question and leaves 'widget gizmo' and a student-discount question unticked."""
+    from autoreply.faqchange import core_variants
+    from autoreply.gaps import Suggestion
+
+    related = ["rocket launch time today", "what time is the next rocket launch"]
+    unrelated = ["widget gizmo", "do you have a student discount", "where is my parcel"]
+    draft = Suggestion(
+        topic_id=1,
+        kind=TopicKind.NEW,
+        entry_id="rocket",
+        question="when does the rocket launch",
+        variants=[*related, *unrelated],
+        category="general",
+        gaps=6,
+    )
+    assert core_variants(draft, demo_bot.engine.index) == [True, True, False, False, False]

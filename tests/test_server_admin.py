@@ -230,3 +230,29 @@ def test_admin_routes_need_an_admin(admin_client: tuple[TestClient, dict[str, st
         error(client.request(method, path), 401, "unauthorized")
         error(client.request(method, path, headers=alice), 403, "forbidden")
     assert state(client).bot.store.list_interceptions() == []
+
+
+def test_accept_a_gap_topic_through_the_api_then_undo(
+    admin_client: tuple[TestClient, dict[str, str]], faq_dir: Path
+) -> None:
+    """dry_run returns the entry and the verdict; a conflict is refused unless forced; a
+    saved entry lands in accepted.yaml (faq.yaml untouched) and undo takes it back."""
+    from test_gaps import ROCKET
+
+    client, root = admin_client
+    for i, text in enumerate(ROCKET):
+        send(client, text, user_id=f"r{i}", conversation_id=f"r{i}")
+    (topic,) = client.get("/v1/insights/gaps", headers=root).json()
+    url = f"/v1/admin/gaps/{topic['id']}/accept"
+    before = (faq_dir / "faq.yaml").read_bytes()
+    body = {"answer": "At 10:00.", "variants": ["launch schedule", "international shipping"]}
+    dry = client.post(url, headers=root, json=body | {"dry_run": True}).json()
+    assert not dry["saved"] and "international shipping" in dry["warnings"][0]
+    error(client.post(url, headers=root, json=body), 422, "knowledge_invalid")
+    assert not (faq_dir / "accepted.yaml").exists()
+    saved = client.post(url, headers=root, json=body | {"variants": ["launch schedule"]})
+    assert saved.status_code == 200 and saved.json()["saved"], saved.text
+    assert saved.json()["file"] == "accepted.yaml" and (faq_dir / "faq.yaml").read_bytes() == before
+    undone = client.post("/v1/admin/knowledge/undo", headers=root)
+    assert undone.status_code == 200 and not (faq_dir / "accepted.yaml").exists()
+    error(client.post("/v1/admin/knowledge/undo", headers=root), 409, "conflict")

@@ -24,9 +24,18 @@ from autoreply.api.errors import ERROR_RESPONSES, Invalid
 from autoreply.api.schemas import ReloadResult, Stats, UploadResult
 from autoreply.api.state import StateDep
 from autoreply.errors import ConflictError, FAQFormatError, KnowledgeInvalid
+from autoreply.faqchange import (
+    Journal,
+    check_draft,
+    commit,
+    core_variants,
+    draft_for_topic,
+    writable_root,
+)
 from autoreply.faqfiles import FAQ_SUFFIXES
+from autoreply.gaps import suggest
 from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
-from autoreply.models import CandidateStatus, FAQCandidate
+from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
 from autoreply.store import DeliveryStatus, Interception, Vip
@@ -173,6 +182,109 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class AcceptRequest(BaseModel):
+    """A person's edits of a gap topic's draft; anything left out is the draft's."""
+
+    question: str | None = None
+    answer: str | None = None
+    category: str | None = None
+    variants: list[str] | None = None
+    """The variants to write; left out: the drafted ones close in meaning to the question."""
+    into: str | None = None
+    """A file in the knowledge folder for a new entry [default: accepted.yaml]."""
+    dry_run: bool = False
+    """Only check: the entry and the verdict, nothing written."""
+    force: bool = False
+    """Save despite warnings (conflicts with other entries); never despite errors."""
+
+
+class AcceptResult(BaseModel):
+    entry: FAQEntry
+    file: str
+    saved: bool
+    errors: list[str]
+    warnings: list[str]
+    change: int | None = None
+    """The journal id of the change (POST /v1/admin/knowledge/undo takes it back)."""
+    reload: ReloadResult | None = None
+
+
+@router.post("/gaps/{topic_id}/accept", response_model=AcceptResult, summary="Accept a gap topic")
+async def accept_topic(
+    topic_id: int, body: AcceptRequest, admin: AdminDep, state: StateDep
+) -> AcceptResult:
+    """Write a gap topic's draft, with these edits, into the knowledge (a new entry into
+    accepted.yaml, a near miss's variants into its entry's file; nothing else changes) and
+    reload. The result is checked as ``autoreply check`` would first: errors are refused
+    (422), warnings too unless ``force``; ``dry_run`` only returns the verdict."""
+    async with state.admin_lock:
+        return await in_own_thread(
+            lambda: _accept(state.bot, topic_id, body, admin.name), name="autoreply-reload"
+        )
+
+
+def _accept(bot: AutoReply, topic_id: int, body: AcceptRequest, by: str) -> AcceptResult:
+    root = writable_root(resolve_knowledge_path(bot.settings.knowledge))
+    variants = body.variants
+    if variants is None:
+        draft = suggest(bot.store, bot.store.get_gap_topic(topic_id), kb=bot.kb)
+        ticks = core_variants(draft, bot.engine.index)
+        variants = [v for v, on in zip(draft.variants, ticks, strict=True) if on]
+    into = None
+    if body.into:
+        into = root / Path(body.into).name if root.is_dir() else root
+    chosen = draft_for_topic(
+        bot.store,
+        topic_id,
+        kb=bot.kb,
+        knowledge=root,
+        variants=variants,
+        question=body.question,
+        answer=body.answer,
+        category=body.category,
+        into=into,
+        by=by,
+    )
+    _, verdict = check_draft(bot.kb, chosen)
+    result = AcceptResult(
+        entry=chosen.entry,
+        file=chosen.path.name,
+        saved=False,
+        errors=verdict.errors,
+        warnings=verdict.warnings,
+    )
+    if body.dry_run:
+        return result
+    change, index = commit(
+        bot.kb,
+        chosen,
+        journal=Journal(root),
+        reload=bot.reload,
+        action="accept",
+        by=by,
+        force=body.force,
+        store=bot.store,
+    )
+    return result.model_copy(
+        update={"saved": True, "change": change.id, "reload": reload_result(index)}
+    )
+
+
+@router.post("/knowledge/undo", summary="Undo the newest knowledge change")
+async def undo_change(admin: AdminDep, state: StateDep) -> dict[str, object]:
+    """Put the file of the newest change still in effect back exactly as it was (409 if it
+    was changed since), reopen its gap topic, reload."""
+
+    def run() -> dict[str, object]:
+        root = writable_root(resolve_knowledge_path(state.bot.settings.knowledge))
+        change = Journal(root).undo(by=admin.name, store=state.bot.store)
+        index = state.bot.reload()
+        return {"undone": change.__dict__, "reload": reload_result(index).model_dump()}
+
+    async with state.admin_lock:
+        return await in_own_thread(run, name="autoreply-reload")
 
 
 @router.get("/candidates", response_model=list[FAQCandidate], summary="FAQ candidates")

@@ -129,9 +129,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "deliveries": ("Deliveries", "投递记录"),
     "topics": ("Gap topics", "缺口主题"),
     "gaps_help": (
-        "Questions the FAQ could not answer, grouped by meaning. Accepting writes the draft "
-        "into a knowledge file and reloads the index.",
-        "FAQ 未能回答的问题，按语义分组。采纳后会写入知识文件并重新加载索引。",
+        "Questions the FAQ could not answer, grouped by meaning. Review a draft to edit it, "
+        "check it and accept it into a knowledge file (the index reloads).",
+        "FAQ 未能回答的问题，按语义分组。审阅草稿可编辑、检查并采纳到知识文件"
+        "（索引随即重新加载）。",
     ),
     "kind_new": ("new entry needed", "需要新条目"),
     "kind_near_miss": ("near miss of {entry}", "接近条目 {entry}"),
@@ -148,6 +149,41 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "条目 {entry} 已写入 {file}，索引已重新加载（共 {entries} 条）。",
     ),
     "dismissed_ok": ("Dismissed.", "已忽略。"),
+    "review": ("Review and accept", "审阅并采纳"),
+    "review_title": ("Accept gap topic #{id}", "采纳缺口主题 #{id}"),
+    "review_help": (
+        "Edit the entry, tick the variants that ask the same thing (ticked by default: the "
+        "ones close in meaning to the question), add more one per line, then Check: the same "
+        "checks as `autoreply check` run on the knowledge base with this entry in it. Nothing "
+        "else in any file changes; every change can be undone at the bottom of the Knowledge page.",
+        "编辑条目，勾选与问题意思相同的变体（默认只勾选语义接近问题的），每行添加一个新变体，"
+        "然后点“检查”：在包含此条目的知识库上运行与 `autoreply check` 相同的检查。"
+        "文件中其他内容不会改变；每次修改都可在知识库页面撤销。",
+    ),
+    "suggested_variants": ("Suggested variants", "建议的变体"),
+    "more_variants": ("More variants, one per line", "更多变体，每行一个"),
+    "check": ("Check", "检查"),
+    "check_ok": ("Check passed: no problems, no conflicts.", "检查通过：没有问题，没有冲突。"),
+    "check_errors": ("Errors (cannot be saved)", "错误（无法保存）"),
+    "check_warnings": ("Warnings", "警告"),
+    "force": ("Save despite warnings", "忽略警告仍然保存"),
+    "near_miss_into": (
+        "The ticked variants are added to entry {entry} in {file}.",
+        "勾选的变体将添加到 {file} 中的条目 {entry}。",
+    ),
+    "changes": ("Changes to the knowledge files", "知识文件的修改记录"),
+    "changes_help": (
+        "Every accept, add and edit, newest first. Undo puts the file back exactly as it was "
+        "before the newest change still in effect.",
+        "每次采纳、添加和编辑，最新的在前。撤销会把文件恢复为最近一次仍生效的修改之前的原样。",
+    ),
+    "undo": ("Undo the newest change", "撤销最近的修改"),
+    "undone": ("undone", "已撤销"),
+    "undone_ok": (
+        "Change {change} ({entry}) undone; index reloaded ({entries} entries).",
+        "修改 {change}（{entry}）已撤销，索引已重新加载（共 {entries} 条）。",
+    ),
+    "no_changes": ("No changes yet.", "暂无修改。"),
     "no_topics": ("No gap topics yet.", "暂无缺口主题。"),
     "keywords": ("Keywords", "关键词"),
     "week": ("Week", "周"),

@@ -4,7 +4,8 @@ entry to accept or dismiss) and the weekly report (week picker, charts, download
 The same data as ``/v1/insights``: listing topics clusters new gaps first, and the report
 is ``autoreply.insights.weekly_report`` rendered by ``autoreply.weekly`` (the HTML report is
 shown in a frame exactly as downloaded). Accepting a topic is ``autoreply gaps accept``
-followed by a reload, and needs an admin.
+(autoreply.faqchange) from a review form where an admin edits the entry, picks its variants
+and sees the check's verdict before saving; then the index reloads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -25,9 +27,10 @@ from autoreply.console.render import field, page, read_form, redirect, render, s
 from autoreply.console.render import state_of as _state
 from autoreply.console.sessions import SessionDep
 from autoreply.errors import AutoreplyError, ConfigError
-from autoreply.gaps import suggest, update_topics
+from autoreply.faqchange import Draft, Verdict, core_variants
+from autoreply.gaps import Suggestion, suggest, update_topics
 from autoreply.insights import Week, WeeklyReport, parse_week, week_of, weekly_report
-from autoreply.store import TopicStatus
+from autoreply.store import TopicKind, TopicStatus
 from autoreply.weekly import to_csv, to_html, to_markdown
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -81,28 +84,140 @@ async def gaps_page(request: Request, session: SessionDep, status: str = "open")
     )
 
 
-@router.post("/gaps/{topic_id}/{action}")
+def _edits(form: Any) -> dict[str, Any]:
+    """A person's edits of a draft: the texts, the ticked (and edited) suggested variants,
+    and the ones they added, one per line."""
+    ticked = [
+        field(form, f"variant_{i}")
+        for i in range(int(field(form, "variant_count") or 0))
+        if field(form, f"use_{i}") == "on"
+    ]
+    added = [line.strip() for line in field(form, "more_variants").splitlines()]
+    return {
+        "question": field(form, "question"),
+        "answer": field(form, "answer"),
+        "category": field(form, "category"),
+        "variants": [v for v in [*ticked, *added] if v.strip()],
+    }
+
+
+@router.get("/gaps/{topic_id}/review")
 @page
-async def gap_action(request: Request, topic_id: int, action: str, session: SessionDep) -> Response:
+async def review_page(request: Request, topic_id: int, session: SessionDep) -> Response:
+    """The accept form: the draft, editable, variants ticked only where they ask what the
+    question asks."""
+    state = _state(request)
+    bot = state.bot
+    topic = bot.store.get_gap_topic(topic_id)
+    draft = suggest(bot.store, topic, kb=bot.kb)
+    ticks = await in_own_thread(
+        lambda: core_variants(draft, bot.engine.index), name="autoreply-console"
+    )
+    form = {
+        "question": draft.question,
+        "answer": draft.answer,
+        "category": draft.category,
+        "variants": list(zip(draft.variants, ticks, strict=True)),
+        "more_variants": "",
+        "into": "",
+    }
+    return _review(request, session, topic_id, draft, form, None, None)
+
+
+def _review(
+    request: Request,
+    session: Any,
+    topic_id: int,
+    draft: Suggestion,
+    form: dict[str, Any],
+    verdict: Verdict | None,
+    target: Draft | None,
+) -> Response:
+    state = _state(request)
+    kb = state.bot.kb
+    near = (
+        kb.get(draft.entry_id)
+        if draft.kind is TopicKind.NEAR_MISS and draft.entry_id in kb
+        else None
+    )
+    return render(
+        request,
+        "review.html",
+        session=session,
+        near_file=Path((near.source or "").rsplit(":", 1)[0]).name if near else "",
+        topic=state.bot.store.get_gap_topic(topic_id),
+        draft=draft,
+        form=form,
+        verdict=verdict,
+        target=target,
+        targets=editing.target_names(state.bot),
+    )
+
+
+@router.post("/gaps/{topic_id}/review")
+@page
+async def review_action(request: Request, topic_id: int, session: SessionDep) -> Response:
+    """``do=check``: show the verdict on the edited entry; ``do=save``: write it if the
+    verdict allows (warnings only with 'save despite warnings')."""
     form = await read_form(request, session)
+    t = Translator(pick_language(request))
+    state = _state(request)
+    back = f"/console/gaps/{topic_id}/review"
+    if not session.is_admin:
+        session.flash("error", t("admin_only"))
+        return redirect(back)
+    edits = _edits(form)
+    by = session.agent or ""
+    draft = suggest(state.bot.store, state.bot.store.get_gap_topic(topic_id), kb=state.bot.kb)
+    shown = {
+        "question": edits["question"],
+        "answer": edits["answer"],
+        "category": edits["category"],
+        "variants": [
+            (field(form, f"variant_{i}"), field(form, f"use_{i}") == "on")
+            for i in range(int(field(form, "variant_count") or 0))
+        ],
+        "more_variants": field(form, "more_variants"),
+        "into": field(form, "into"),
+    }
+    try:
+        into = editing.pick_target(state.bot, field(form, "into")) if field(form, "into") else None
+        async with state.admin_lock:
+            target = await in_own_thread(
+                lambda: editing.topic_draft(state.bot, topic_id, into=into, edits=edits, by=by),
+                name="autoreply-console",
+            )
+            verdict = await in_own_thread(
+                lambda: editing.check(state.bot, target), name="autoreply-console"
+            )
+            if field(form, "do") != "save" or verdict.refusal(force=field(form, "force") == "on"):
+                return _review(request, session, topic_id, draft, shown, verdict, target)
+            _, count = await in_own_thread(
+                lambda: editing.commit(
+                    state.bot, target, action="accept", by=by, force=field(form, "force") == "on"
+                ),
+                name="autoreply-reload",
+            )
+    except AutoreplyError as exc:
+        session.flash("error", str(exc))
+        return _review(request, session, topic_id, draft, shown, None, None)
+    name = target.path.name
+    session.flash("ok", t("accepted_ok", entry=target.entry.id, file=name, entries=count))
+    return redirect("/console/gaps")
+
+
+@router.post("/gaps/{topic_id}/dismiss")
+@page
+async def dismiss_topic(request: Request, topic_id: int, session: SessionDep) -> Response:
+    await read_form(request, session)
     t = Translator(pick_language(request))
     state = _state(request)
     if not session.is_admin:
         session.flash("error", t("admin_only"))
         return redirect("/console/gaps")
     try:
-        if action == "dismiss":
-            state.bot.store.set_gap_topic_status(topic_id, TopicStatus.DISMISSED)
-            session.flash("ok", t("dismissed_ok"))
-        elif action == "accept":
-            into = editing.pick_target(state.bot, field(form, "into"))
-            answer = field(form, "answer").strip() or None
-            async with state.admin_lock:
-                entry, count = await in_own_thread(
-                    lambda: editing.accept_topic(state.bot, topic_id, into=into, answer=answer),
-                    name="autoreply-reload",
-                )
-            session.flash("ok", t("accepted_ok", entry=entry.id, file=into.name, entries=count))
+        state.bot.store.set_gap_topic_status(topic_id, TopicStatus.DISMISSED)
+        session.flash("ok", t("dismissed_ok"))
     except AutoreplyError as exc:
         session.flash("error", str(exc))
     return redirect("/console/gaps")

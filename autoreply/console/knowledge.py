@@ -92,6 +92,7 @@ async def knowledge_page(
         category=category,
         candidates=[(c, editing.new_entry_id(bot, f"promoted-{c.id}")) for c in candidates],
         targets=editing.target_names(bot),
+        changes=_changes(bot),
     )
 
 
@@ -111,6 +112,35 @@ async def entry_page(request: Request, entry_id: str, session: SessionDep) -> Re
         down=sum(1 for f in feedback if not f.helpful),
         editable=session.is_admin and bool(editing.target_files(bot)),
     )
+
+
+def _changes(bot: Any) -> list[Any]:
+    try:
+        return editing.journal(bot).changes()[:20]
+    except AutoreplyError:
+        return []
+
+
+@router.post("/knowledge/undo")
+@page
+async def undo_change(request: Request, session: SessionDep) -> Response:
+    """Undo the newest knowledge change still in effect (accept, add or edit), then reload."""
+    await read_form(request, session)
+    back = "/console/knowledge#changes"
+    if not _admin(request, session):
+        return redirect(back)
+    state = state_of(request)
+    t = Translator(pick_language(request))
+    try:
+        async with state.admin_lock:
+            change, count = await in_own_thread(
+                lambda: editing.undo(state.bot, by=session.agent or ""), name="autoreply-reload"
+            )
+    except AutoreplyError as exc:
+        session.flash("error", str(exc))
+    else:
+        session.flash("ok", t("undone_ok", change=change.id, entry=change.entry_id, entries=count))
+    return redirect(back)
 
 
 def _lines(text: str) -> list[str]:
@@ -142,10 +172,14 @@ async def edit_entry(request: Request, entry_id: str, session: SessionDep) -> Re
         "enabled": form_field(form, "enabled") == "on",
     }
     t = Translator(pick_language(request))
+    force = form_field(form, "force") == "on"
     try:
         async with state.admin_lock:
             path, count = await in_own_thread(
-                lambda: editing.edit_entry(state.bot, entry_id, changes), name="autoreply-reload"
+                lambda: editing.edit_entry(
+                    state.bot, entry_id, changes, by=session.agent or "", force=force
+                ),
+                name="autoreply-reload",
             )
     except AutoreplyError as exc:
         session.flash("error", str(exc))
@@ -181,7 +215,15 @@ async def candidate_action(
         into = editing.pick_target(state.bot, form_field(form, "into"))
         async with state.admin_lock:
             entry, count = await in_own_thread(
-                lambda: editing.add_entry(state.bot, data, into=into), name="autoreply-reload"
+                lambda: editing.add_entry(
+                    state.bot,
+                    data,
+                    into=into,
+                    by=session.agent or "",
+                    note=f"added by {session.agent} from FAQ candidate {candidate_id}",
+                    candidate_id=candidate_id,
+                ),
+                name="autoreply-reload",
             )
         store.set_candidate_status(candidate_id, CandidateStatus.ACCEPTED)
         session.flash("ok", t("accepted_ok", entry=entry.id, file=into.name, entries=count))
