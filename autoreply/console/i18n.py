@@ -226,6 +226,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "minutes": ("{n} min", "{n} 分钟"),
     "hours_minutes": ("{h} h {m} min", "{h} 小时 {m} 分钟"),
     "days_hours": ("{d} d {h} h", "{d} 天 {h} 小时"),
+    "likely_category": (
+        "the category of the nearest FAQ entry (the bot was not sure)",
+        "最相近 FAQ 条目的分类（机器人不确定）",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +33,9 @@ from autoreply.console.render import (
     waited,
 )
 from autoreply.console.sessions import CsrfFailed, Session, SessionDep, check_csrf
+from autoreply.engine import language
 from autoreply.errors import AutoreplyError, ConflictError
-from autoreply.models import Priority, Role, Ticket, TicketStatus
+from autoreply.models import Priority, Role, StoredMessage, Ticket, TicketStatus
 
 log = logging.getLogger("autoreply.console")
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -81,6 +83,7 @@ def queue(
 def rows(request: Request, tickets: list[Ticket]) -> list[dict[str, Any]]:
     t = Translator(pick_language(request))
     now = datetime.now(UTC)
+    guesses = likely_categories(request, tickets)
     out = []
     for ticket in tickets:
         kind, label = sla(ticket, t, now)
@@ -88,12 +91,62 @@ def rows(request: Request, tickets: list[Ticket]) -> list[dict[str, Any]]:
             {
                 "ticket": ticket,
                 "question": str(ticket.context.get("question", "")),
+                "category": ticket.category or guesses.get(ticket.id, ""),
+                "customer": customer_name(ticket),
                 "waiting": t.duration(waited(ticket, now)),
                 "sla_kind": kind,
                 "sla_label": label,
             }
         )
     return out
+
+
+_GUESSES: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
+"""Per engine (a reload starts afresh): ticket id -> the category guessed for it."""
+
+
+def likely_categories(request: Request, tickets: list[Ticket]) -> dict[int, str]:
+    """A business category for each ticket the bot filed under none (it only files one it is
+    fairly sure of, and a request for a person or a complaint skips the search): the category
+    of the nearest entry the bot considered, else of the entry it last answered from, else of
+    a fresh search of the question when that is at least as sure as a clarification. Guesses
+    are cached per engine, so the polling inbox searches each question once."""
+    bot = state_of(request).bot
+    kb, engine = bot.kb, bot.engine
+    cache = _GUESSES.setdefault(engine, {})
+    out: dict[int, str] = {}
+    todo: list[Ticket] = []
+    for ticket in tickets:
+        if ticket.category:
+            continue
+        if ticket.id in cache:
+            out[ticket.id] = cache[ticket.id]
+            continue
+        ids = [str(c.get("entry_id")) for c in ticket.context.get("candidates", [])[:1]]
+        ids += [str(a.get("entry_id")) for a in reversed(ticket.context.get("attempts", []))]
+        found = next((kb.get(i).category for i in ids if i in kb), None)
+        if found is not None:
+            cache[ticket.id] = out[ticket.id] = found
+        elif str(ticket.context.get("question", "")).strip():
+            todo.append(ticket)
+    if todo:
+        try:
+            ranked = engine.rank([str(t.context["question"]) for t in todo], k=1)
+        except AutoreplyError:
+            ranked = [[] for _ in todo]
+        for ticket, candidates in zip(todo, ranked, strict=True):
+            sure = candidates and candidates[0].confidence >= engine.config.clarify_threshold
+            cache[ticket.id] = out[ticket.id] = candidates[0].category if sure else ""
+    if len(cache) > 10_000:
+        cache.clear()
+    return out
+
+
+def customer_name(ticket: Ticket) -> str:
+    """The customer's name as the channel stated it (trusted metadata only), else ''."""
+    metadata = ticket.context.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return str(name).strip()[:80] if name else ""
 
 
 Filters = dict[str, Any]
@@ -166,9 +219,17 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
         if x.id != ticket_id
     ]
     earlier.sort(key=lambda x: x.id, reverse=True)
-    agents = [a.name for a in store.list_agents() if not a.disabled and a.name != session.agent]
+    now = datetime.now(UTC)
+    agents = [
+        a.name
+        for a in store.list_agents()
+        if not a.disabled and not a.expired(now) and a.name != session.agent
+    ]
     t = Translator(pick_language(request))
     kind, label = sla(ticket, t)
+    guess = await in_own_thread(
+        lambda: likely_categories(request, [ticket]), name="autoreply-console"
+    )
     customer_texts = [m.text for m in conversation if m.role is Role.CUSTOMER]
     asked = customer_texts[-1] if customer_texts else str(ticket.context.get("question", ""))
     return render(
@@ -182,6 +243,9 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
         deliveries=store.list_deliveries(ticket_id=ticket_id),
         agents=agents,
         scripts=await _scripts(request, asked, ticket.context),
+        sent_reply=_last_agent_reply(conversation, ticket),
+        likely_category=guess.get(ticket.id, ""),
+        customer_name=customer_name(ticket),
         draft=session.drafts.pop(ticket_id, ""),
         sla_kind=kind,
         sla_label=label,
@@ -191,23 +255,37 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
     )
 
 
+def _last_agent_reply(conversation: list[StoredMessage], ticket: Ticket) -> str:
+    """What promoting should offer as the answer: the last reply an agent sent the customer
+    (what actually helped), else the resolution note."""
+    sent = [m.text for m in conversation if m.role is Role.AGENT]
+    return sent[-1] if sent else (ticket.resolution or "")
+
+
 async def _scripts(request: Request, question: str, context: dict[str, Any]) -> list[Any]:
     """The FAQ entries whose answers best fit the customer's question (话术), best first:
-    the entries the bot considered at escalation, then a fresh search of the question."""
+    the entries the bot considered at escalation, then a fresh search of the question.
+    Only entries in the customer's language (Chinese or not) are offered."""
     bot = state_of(request).bot
     kb = bot.kb
     ids: list[str] = [str(c.get("entry_id")) for c in context.get("candidates", [])]
     if question.strip():
         try:
             ranked = await in_own_thread(
-                lambda: bot.engine.rank([question], k=5)[0], name="autoreply-console"
+                lambda: bot.engine.rank([question], k=10)[0], name="autoreply-console"
             )
         except AutoreplyError:
             ranked = []
         ids += [c.entry_id for c in ranked]
+    wanted = language(question)
     seen: list[str] = []
     for entry_id in ids:
-        if entry_id in kb and entry_id not in seen and kb.get(entry_id).enabled:
+        if (
+            entry_id in kb
+            and entry_id not in seen
+            and kb.get(entry_id).enabled
+            and kb.language(kb.get(entry_id)) == wanted
+        ):
             seen.append(entry_id)
     return [kb.get(entry_id) for entry_id in seen[:5]]
 
@@ -226,6 +304,10 @@ async def _act(request: Request, session: Session, ticket_id: int, action: str) 
             target = await asyncio.to_thread(bot.store.get_agent, field(form, "to"))
             if target.disabled:
                 raise ConflictError(f"agent '{target.name}' is disabled; transfer to someone else")
+            if target.expired(datetime.now(UTC)):
+                raise ConflictError(
+                    f"the token of agent '{target.name}' expired; transfer to someone else"
+                )
             await asyncio.to_thread(bot.transfer, ticket_id, agent=agent, to_agent=target.name)
             session.flash("ok", t("transferred_ok", id=ticket_id, to=target.name))
         elif action == "resolve":
