@@ -68,6 +68,7 @@ PUBLIC = {
     ("GET", "/docs"): "API docs",
     ("GET", "/docs/oauth2-redirect"): "API docs",
     ("GET", "/redoc"): "API docs",
+    ("GET", "/docs/static/{name}"): "API docs (swagger-ui and redoc files)",
     ("GET", "/console"): "redirects to the inbox or sign-in",
     ("GET", "/console/"): "redirects to the inbox or sign-in",
     ("GET", "/console/signin"): "the sign-in form",

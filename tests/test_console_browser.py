@@ -259,3 +259,60 @@ def test_admin_reviews_checks_and_accepts_a_gap_topic(server: Server, page: Any)
     assert "launch schedule" in (server.knowledge / "accepted.yaml").read_text(encoding="utf-8")
     assert (server.knowledge / "faq.yaml").read_bytes() == faq
     assert not errors, errors
+
+
+def overflow(page: Any) -> int:
+    """How many CSS pixels the page is wider than the window (0: no horizontal scrolling)."""
+    width: int = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    return width
+
+
+def test_pages_fit_a_phone_and_a_laptop(server: Server, browser: Any) -> None:
+    """At 390 px and at 1366 px wide no console page scrolls sideways: inbox (with long
+    customer text), ticket, gaps, report and knowledge, in English and Chinese."""
+    token = server.agent("phone")
+    ticket_id = server.say("请问" + "很长的问题" * 40 + " 我要转人工", user_id="long")["ticket_id"]
+    for width in (390, 1366):
+        context = browser.new_context(viewport={"width": width, "height": 800}, locale="zh-CN")
+        context.set_default_timeout(10_000)
+        try:
+            page = context.new_page()
+            sign_in(page, server, token)
+            for path in (
+                "/console/inbox",
+                f"/console/tickets/{ticket_id}",
+                "/console/gaps",
+                "/console/report",
+                "/console/knowledge",
+                "/console/inbox?lang=en",
+            ):
+                page.goto(server.url + path)
+                assert overflow(page) <= 0, f"{path} at {width} px overflows by {overflow(page)}"
+            if width == 390:
+                page.goto(f"{server.url}/console/inbox?lang=zh")
+                shot(page, "inbox-phone")
+        finally:
+            context.close()
+
+
+def test_api_docs_render_offline(server: Server, page: Any) -> None:
+    """/docs (Swagger UI) and /redoc render the API with every request to another host
+    refused, as on a machine without internet."""
+    outside: list[str] = []
+
+    def only_here(route: Any) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    expect = sync_api.expect
+    page.goto(f"{server.url}/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui")).to_contain_text("/v1/messages")
+    page.goto(f"{server.url}/redoc")
+    expect(page.locator("redoc, [role=navigation], .menu-content").first).to_be_visible()
+    expect(page.locator("body")).to_contain_text("/v1/messages")
+    assert not outside, outside

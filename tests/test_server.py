@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -364,6 +365,27 @@ def test_openapi_documents_the_handoff_payload(client: TestClient) -> None:
     assert {"question", "messages", "attempts", "candidates", "reason"} <= set(
         handoff["properties"]
     )
+
+
+def test_docs_pages_load_nothing_from_elsewhere(client: TestClient) -> None:
+    """/docs and /redoc name only this server's files, which are served (offline use); no
+    other file of the docs folder is reachable."""
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        html = response.text
+        assert "img-src 'self' data:" in response.headers["content-security-policy"]
+        assert "http://" not in html and "https://" not in html, page
+        for url in re.findall(r'(?:src|href)="(/[^"]+)"', html) + re.findall(
+            r"url: '(/[^']+)'", html
+        ):
+            assert client.get(url).status_code == 200, url
+    assert (
+        client.get("/docs/static/swagger-ui-bundle.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
+    assert client.get("/docs/static/__init__.py").status_code == 404
+    assert client.get("/docs/static/..%2Fcore.py").status_code == 404
 
 
 def test_unknown_routes_use_the_error_shape(client: TestClient) -> None:

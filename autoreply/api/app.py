@@ -29,6 +29,7 @@ from autoreply.api.batching import (
     single_threaded_math,
 )
 from autoreply.api.delivery import Channels
+from autoreply.api.docs import install_docs
 from autoreply.api.errors import install_error_handlers
 from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
 from autoreply.api.logs import RequestContext, configure_logging
@@ -141,7 +142,10 @@ def create_app(
         version=autoreply.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs, not from a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     for module in (customer, agents, admin, insights, ops):
         app.include_router(module.router)
