@@ -17,7 +17,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from autoreply.errors import ConfigError
 from autoreply.insights import CountNode, TicketGroup, TopicLine, WeeklyReport
@@ -49,17 +49,41 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def _tree_rows(node: CountNode, depth: int = 0) -> Iterable[tuple[int, str, int]]:
-    for child in node.children:
-        yield depth, child.name, child.count
-        yield from _tree_rows(child, depth + 1)
-
-
-def _paths(node: CountNode, prefix: str = "") -> Iterable[tuple[str, int]]:
+def _category_lines(node: CountNode, depth: int = 0, prefix: str = "") -> Iterable[CategoryLine]:
+    """The category tree as lines that add up: a leaf's count is in ``escalations``, a
+    parent's in ``subtotal`` only (its escalations are its children's); a parent's own
+    escalations, if any, are a child line named after it. The ``escalations`` column sums
+    to the number of escalations."""
     for child in node.children:
         path = f"{prefix}/{child.name}" if prefix else child.name
-        yield path, child.count
-        yield from _paths(child, path)
+        if not child.children:
+            yield CategoryLine(depth, child.name, path, child.count, None)
+            continue
+        yield CategoryLine(depth, child.name, path, None, child.count)
+        own = child.count - sum(c.count for c in child.children)
+        if own > 0:
+            yield CategoryLine(depth + 1, f"({child.name})", path, own, None)
+        yield from _category_lines(child, depth + 1, path)
+
+
+class CategoryLine(NamedTuple):
+    depth: int
+    name: str
+    path: str
+    escalations: int | None
+    subtotal: int | None
+
+
+def _category_rows(node: CountNode, *, paths: bool) -> list[list[str]]:
+    rows = [
+        [
+            line.path if paths else "\u2003" * line.depth + line.name,
+            "" if line.escalations is None else str(line.escalations),
+            "" if line.subtotal is None else str(line.subtotal),
+        ]
+        for line in _category_lines(node)
+    ]
+    return [*rows, ["total", str(node.count), ""]] if rows else []
 
 
 def _topic_cells(t: TopicLine) -> list[str]:
@@ -132,8 +156,8 @@ def tables(report: WeeklyReport) -> dict[str, tuple[list[str], list[list[str]]]]
             [[c.name, str(c.count)] for c in report.escalations_by_reason.children],
         ),
         "escalations_by_category": (
-            ["category", "count"],
-            [[path, str(n)] for path, n in _paths(report.escalations_by_category)],
+            ["category", "escalations", "subtotal"],
+            _category_rows(report.escalations_by_category, paths=True),
         ),
         "topics": (_TOPIC_HEAD, [_topic_cells(t) for t in report.topics]),
         "hot": (
@@ -217,8 +241,14 @@ def to_markdown(report: WeeklyReport) -> str:
 
 
 def _md_tree(node: CountNode) -> list[str]:
-    lines = [f"{'  ' * d}- {_md(name)}: {n}" for d, name, n in _tree_rows(node)]
-    return [*(lines or ["_none_"]), ""]
+    lines = [
+        f"{'  ' * line.depth}- {_md(line.name)}: "
+        + (f"{line.escalations}" if line.subtotal is None else f"subtotal {line.subtotal}")
+        for line in _category_lines(node)
+    ]
+    if not lines:
+        return ["_none_", ""]
+    return [*lines, f"- **total: {node.count}**", ""]
 
 
 # -- HTML -----------------------------------------------------------------------------------
@@ -319,11 +349,8 @@ def to_html(report: WeeklyReport) -> str:
         ),
         "<h2>Escalations by business category</h2>",
         _html_table(
-            ["category", "count"],
-            [
-                ["\u2003" * d + name, str(n)]
-                for d, name, n in _tree_rows(report.escalations_by_category)
-            ],
+            ["category", "escalations", "subtotal"],
+            _category_rows(report.escalations_by_category, paths=False),
         ),
         "<h2>Top gap topics</h2>",
         _svg_bars([(f"{t.arrow} {t.representative}", t.count) for t in report.topics]),

@@ -132,3 +132,24 @@ def test_write_files_and_zip(report: WeeklyReport, tmp_path: Path) -> None:
         write(report, "pdf", tmp_path)
     with pytest.raises(ConfigError, match="csv"):
         render(report, "csv")
+
+
+def test_category_table_adds_up_to_the_escalations(report: WeeklyReport) -> None:
+    """Parents show a subtotal only; the escalations column (leaves, and a parent's own
+    escalations as a line of their own) sums to the escalations, in every format."""
+    from collections import Counter
+
+    from autoreply.insights import category_tree
+
+    tree = category_tree(Counter({"支付/退款": 5, "支付/发票": 2, "支付": 1, "account": 6}))
+    week = report.model_copy(update={"escalations_by_category": tree})
+    text = to_csv(week)["escalations_by_category.csv"].lstrip("\ufeff")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["category", "escalations", "subtotal"]
+    assert ["支付", "", "8"] in rows and ["支付", "1", ""] in rows  # subtotal; its own
+    assert ["支付/退款", "5", ""] in rows and rows[-1] == ["total", "14", ""]
+    assert sum(int(r[1]) for r in rows[1:-1] if r[1]) == 14
+    html_text = to_html(week)
+    assert "(支付)" in html_text and "<td>14</td>" in html_text
+    md = to_markdown(week)
+    assert "- 支付: subtotal 8" in md and "  - 退款: 5" in md and "total: 14" in md
