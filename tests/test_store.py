@@ -255,6 +255,47 @@ class StoreContract:
         assert created
         assert second.id != first.id
 
+    def test_notes_stay_off_the_conversation(self, store: Store) -> None:
+        """A note is kept with its author, oldest first, and never joins the history."""
+        t = ticket(store)
+        store.add_note(t.id, agent="ann", text="  customer is on the phone too  ")
+        store.add_note(t.id, agent="bob", text="refund approved by finance")
+        notes = store.list_notes(t.id)
+        assert [(n.agent, n.text) for n in notes] == [
+            ("ann", "customer is on the phone too"),
+            ("bob", "refund approved by finance"),
+        ]
+        assert notes[0].created_at.tzinfo is not None
+        assert all("finance" not in m.text for m in store.history(t.conversation_id))
+        with pytest.raises(ConflictError, match="1-5000 characters"):
+            store.add_note(t.id, agent="ann", text="   ")
+        with pytest.raises(NotFoundError):
+            store.add_note(999, agent="ann", text="x")
+
+    def test_tags_add_remove_and_find(self, store: Store) -> None:
+        """Tags are cleaned (case, repeats), kept once per ticket, removable and findable;
+        a bad tag is refused by name and nothing of that call is stored."""
+        a, b = ticket(store), ticket(store, conv="c2")
+        assert store.tag_ticket(a.id, ["Refund", "退款", "refund"], agent="ann") == [
+            "refund",
+            "退款",
+        ]
+        assert store.tag_ticket(a.id, ["late-delivery"], agent="bob") == [
+            "late-delivery",
+            "refund",
+            "退款",
+        ]
+        store.tag_ticket(b.id, ["refund"], agent="ann")
+        with pytest.raises(ConflictError, match="'bad tag!'"):
+            store.tag_ticket(b.id, ["ok", "bad tag!"], agent="ann")
+        assert store.tags_of([a.id, b.id, 999]) == {
+            a.id: ["late-delivery", "refund", "退款"],
+            b.id: ["refund"],
+        }
+        assert store.tagged("REFUND") == {a.id, b.id}
+        assert store.untag_ticket(a.id, "refund") == ["late-delivery", "退款"]
+        assert store.tagged("refund") == {b.id}
+
     def test_vip_ticket_goes_to_the_suggested_agent(self, store: Store) -> None:
         """A VIP ticket with a suggested owner is created claimed by that agent."""
         vip = ticket(store, vip=True, suggested_owner="alice")

@@ -42,6 +42,7 @@ from autoreply.store.records import (
     GapAssignment,
     GapTopic,
     Interception,
+    Note,
     Priority,
     Reason,
     ReplyCount,
@@ -376,8 +377,39 @@ class TrustStore(Protocol):
         ...
 
 
+class DeskStore(Protocol):
+    """The agent desk around tickets: internal notes and tags."""
+
+    def add_note(self, ticket_id: int, *, agent: str, text: str) -> Note:
+        """Add an internal note to a ticket (any agent, any status). Notes are for agents
+        only: never part of the conversation, never delivered. NotFoundError for an unknown
+        ticket, ConflictError for an empty or over-long text."""
+        ...
+
+    def list_notes(self, ticket_id: int) -> list[Note]:
+        """The ticket's notes, oldest first."""
+        ...
+
+    def tag_ticket(self, ticket_id: int, tags: list[str], *, agent: str) -> list[str]:
+        """Add tags (see ``clean_tags``; ConflictError naming a bad one, nothing stored);
+        tags it has already are kept. Returns the ticket's tags, sorted."""
+        ...
+
+    def untag_ticket(self, ticket_id: int, tag: str) -> list[str]:
+        """Remove one tag (absent: nothing happens); the ticket's tags, sorted."""
+        ...
+
+    def tags_of(self, ticket_ids: list[int]) -> dict[int, list[str]]:
+        """Ticket id -> its tags, sorted; tickets without tags are left out."""
+        ...
+
+    def tagged(self, tag: str) -> set[int]:
+        """The ids of the tickets carrying ``tag``."""
+        ...
+
+
 @runtime_checkable
-class Store(ConversationStore, GapStore, AgentStore, ReportStore, TrustStore, Protocol):
+class Store(ConversationStore, GapStore, AgentStore, ReportStore, TrustStore, DeskStore, Protocol):
     """Persistence for everything above, in transactions."""
 
     def atomic(self) -> AbstractContextManager[None]:

@@ -7,12 +7,14 @@ import their vocabulary from here."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from autoreply.errors import ConflictError
 from autoreply.models import (
     Action,
     CandidateStatus,
@@ -41,6 +43,7 @@ __all__ = [
     "GapAssignment",
     "GapTopic",
     "Interception",
+    "Note",
     "Priority",
     "Reason",
     "ReplyCount",
@@ -52,6 +55,7 @@ __all__ = [
     "TopicKind",
     "TopicStatus",
     "Vip",
+    "clean_tags",
     "hash_token",
     "new_token",
 ]
@@ -100,6 +104,37 @@ class Vip(BaseModel):
     note: str | None = None
     added_by: str
     added_at: datetime
+
+
+class Note(BaseModel):
+    """An internal note on a ticket: agents only, never sent to a channel or shown to the
+    customer (kept apart from the conversation's messages)."""
+
+    id: int
+    ticket_id: int
+    agent: str
+    text: str
+    created_at: datetime
+
+
+NOTE_MAX_CHARS = 5000
+_TAG = re.compile(r"^[\w.-]{1,32}$")
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    """Tags as stored: stripped, lower-cased, without repeats, in the given order.
+    ConflictError naming the tag when one is not 1-32 letters, digits, ``.``, ``_`` or ``-``
+    (Chinese characters count as letters)."""
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip().casefold()
+        if not _TAG.match(tag):
+            raise ConflictError(
+                f"tag {raw[:40]!r} is not valid: use 1-32 letters, digits, '.', '_' or '-'"
+            )
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 class Interception(BaseModel):

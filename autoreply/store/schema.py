@@ -245,12 +245,37 @@ def m005_trust(tx: Tx) -> None:
     )
 
 
+def m007_desk(tx: Tx) -> None:
+    """The agent desk: internal notes on tickets (never part of the conversation) and
+    ticket tags."""
+    ddl(
+        tx,
+        """CREATE TABLE ticket_notes (
+            id {id},
+            ticket_id {key} NOT NULL REFERENCES tickets (id),
+            agent TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at {time} NOT NULL
+        )""",
+        "CREATE INDEX ticket_notes_ticket ON ticket_notes (ticket_id, id)",
+        """CREATE TABLE ticket_tags (
+            ticket_id {key} NOT NULL REFERENCES tickets (id),
+            tag TEXT NOT NULL,
+            added_by TEXT NOT NULL,
+            created_at {time} NOT NULL,
+            PRIMARY KEY (ticket_id, tag)
+        )""",
+        "CREATE INDEX ticket_tags_tag ON ticket_tags (tag)",
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_agents", m002_agents),
     ("m003_gap_topics", m003_gap_topics),
     ("m004_knowledge_version", m004_knowledge_version),
     ("m005_trust", m005_trust),
+    ("m007_desk", m007_desk),
 ]
 """Every migration autoreply knows, in the order they are applied."""
 
