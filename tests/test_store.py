@@ -296,6 +296,19 @@ class StoreContract:
         assert store.untag_ticket(a.id, "refund") == ["late-delivery", "退款"]
         assert store.tagged("refund") == {b.id}
 
+    def test_search_finds_tickets_by_conversation_text_and_customer(self, store: Store) -> None:
+        """Any message of the ticket's conversation, the customer id or the handoff payload
+        matches, case-insensitively and literally (% and _ are not wildcards); notes never."""
+        say(store, "Where is my PARCEL?", conv="c1")
+        a = ticket(store, conv="c1", user="wang", context={"metadata": {"name": "王芳"}})
+        b = ticket(store, conv="c2", user="li_50%")
+        store.add_note(b.id, agent="ann", text="parcel lost in the warehouse")
+        assert store.search_tickets("parcel") == [a.id]
+        assert store.search_tickets("王芳") == [a.id]
+        assert store.search_tickets("LI_50%") == [b.id]
+        assert store.search_tickets("i_5") == [b.id] and store.search_tickets("%") == [b.id]
+        assert store.search_tickets("warehouse") == []
+
     def test_vip_ticket_goes_to_the_suggested_agent(self, store: Store) -> None:
         """A VIP ticket with a suggested owner is created claimed by that agent."""
         vip = ticket(store, vip=True, suggested_owner="alice")

@@ -407,6 +407,12 @@ class DeskStore(Protocol):
         """The ids of the tickets carrying ``tag``."""
         ...
 
+    def search_tickets(self, text: str, *, limit: int = 200) -> list[int]:
+        """Ids of the tickets (newest first) whose conversation has a message containing
+        ``text`` (case-insensitive, a literal substring), or whose customer id or handoff
+        payload (customer name, metadata) contains it. Never notes."""
+        ...
+
 
 @runtime_checkable
 class Store(ConversationStore, GapStore, AgentStore, ReportStore, TrustStore, DeskStore, Protocol):

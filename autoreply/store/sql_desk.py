@@ -67,6 +67,19 @@ class DeskSQL(SQLCore):
             )
         return {int(row["ticket_id"]) for row in rows}
 
+    def search_tickets(self, text: str, *, limit: int = 200) -> list[int]:
+        needle = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
+        needle = needle.replace("_", "\\_") + "%"
+        with self._tx() as tx:
+            rows = tx.all(
+                "SELECT DISTINCT t.id AS id FROM tickets AS t "
+                "LEFT JOIN messages AS m ON m.conversation_id = t.conversation_id "
+                "WHERE LOWER(m.text) LIKE ? ESCAPE '\\' OR LOWER(t.user_id) LIKE ? ESCAPE '\\' "
+                "OR LOWER(t.context) LIKE ? ESCAPE '\\' ORDER BY t.id DESC LIMIT ?",
+                (needle, needle, needle, max(limit, 0)),
+            )
+        return [int(row["id"]) for row in rows]
+
     def _tags(self, tx: Tx, ticket_ids: list[int]) -> dict[int, list[str]]:
         ids = list(dict.fromkeys(ticket_ids))
         out: dict[int, list[str]] = {}
