@@ -289,9 +289,38 @@ TICKET_ACTIONS = [
 ]
 
 
+OPEN_TO_EVERY_AGENT: dict[str, dict[str, Any]] = {
+    # Desk work around a ticket that any agent may do on anyone's ticket (a colleague's
+    # note, triage tags): it never changes owner, status or conversation.
+    "notes": {"text": "bob: the customer called too"},
+    "tags": {"tags": ["callback"]},
+}
+
+
 def test_every_ticket_action_has_an_ownership_rule() -> None:
     """A new POST /v1/tickets/{id}/ACTION must say what a non-owner gets."""
-    assert sorted(TICKET_ACTIONS) == sorted(NOT_OWNER)
+    assert sorted(TICKET_ACTIONS) == sorted({**NOT_OWNER, **OPEN_TO_EVERY_AGENT})
+
+
+@pytest.mark.parametrize("action", sorted(OPEN_TO_EVERY_AGENT))
+def test_desk_work_on_anothers_ticket_changes_nothing_of_it(
+    client: TestClient, tokens: dict[str, dict[str, str]], action: str
+) -> None:
+    """Bob notes or tags Alice's ticket: allowed, and owner, status and conversation stay."""
+    store = state(client).bot.store
+    reply = client.post("/v1/messages", json={"text": HUMAN, "user_id": f"desk-{action}"})
+    ticket_id = reply.json()["ticket_id"]
+    alice, bob = tokens["agent"], tokens["other"]
+    assert client.post(f"/v1/tickets/{ticket_id}/claim", headers=alice).status_code == 200
+    before = store.get_ticket(ticket_id)
+    messages = len(store.history(before.conversation_id))
+    response = client.post(
+        f"/v1/tickets/{ticket_id}/{action}", headers=bob, json=OPEN_TO_EVERY_AGENT[action]
+    )
+    assert response.status_code in (200, 201), response.text
+    after = store.get_ticket(ticket_id)
+    assert after.owner == "alice" and after.status == before.status
+    assert len(store.history(before.conversation_id)) == messages
 
 
 @pytest.mark.parametrize("resolved", [False, True], ids=["claimed", "resolved"])

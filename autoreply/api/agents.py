@@ -11,26 +11,35 @@ recorded and counted; a clean reply is stored and delivered through the conversa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
 from autoreply.api.auth import AgentDep
-from autoreply.api.errors import ERROR_RESPONSES, ProhibitedPhrase
+from autoreply.api.errors import ERROR_RESPONSES, Invalid, ProhibitedPhrase, error_response
 from autoreply.api.schemas import (
     AgentReply,
+    BulkIn,
+    BulkResult,
+    NoteIn,
     PromoteIn,
     ReplyIn,
     ResolveIn,
+    TagsIn,
+    TagsOut,
     TicketDetail,
     TicketView,
     TransferIn,
 )
 from autoreply.api.state import StateDep
+from autoreply.desk import Bulk, bulk
 from autoreply.errors import ConflictError
 from autoreply.models import FAQCandidate, Priority, TicketStatus
+from autoreply.store import Note
 
 log = logging.getLogger("autoreply.api")
 
@@ -62,9 +71,24 @@ def list_queue(
     priority: Priority | None = None,
     category: Annotated[str | None, Query(description="Category path and its sub-paths.")] = None,
     mine: Annotated[bool, Query(description="Only tickets you own.")] = False,
+    tag: Annotated[str | None, Query(max_length=32, description="Only tickets with it.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Text in the conversation, the customer's id or name (literal).",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TicketView]:
     store = state.bot.store
+    only: set[int] | None = None
+    if tag is not None:
+        only = store.tagged(tag)
+    if q is not None:
+        found = set(store.search_tickets(q, limit=1000))
+        only = found if only is None else only & found
     wanted: list[TicketStatus | None]
     if status is QueueStatus.ACTIVE:
         wanted = [TicketStatus.OPEN, TicketStatus.CLAIMED]
@@ -83,6 +107,8 @@ def list_queue(
             limit=limit,
         )
     ]
+    if only is not None:
+        tickets = [t for t in tickets if t.id in only]
     tickets.sort(key=lambda t: (_ORDER[t.priority], t.created_at, t.id))
     return [TicketView.of(t) for t in tickets[:limit]]
 
@@ -102,7 +128,83 @@ def ticket_detail(ticket_id: int, agent: AgentDep, state: StateDep) -> TicketDet
         conversation=store.history(ticket.conversation_id),
         earlier_tickets=[TicketView.of(t) for t in earlier[:20]],
         deliveries=store.list_deliveries(ticket_id=ticket_id),
+        tags=store.tags_of([ticket_id]).get(ticket_id, []),
+        notes=store.list_notes(ticket_id),
     )
+
+
+@router.get("/{ticket_id}/notes", response_model=list[Note], summary="Internal notes")
+def notes(ticket_id: int, agent: AgentDep, state: StateDep) -> list[Note]:
+    """The ticket's internal notes, oldest first (agents only)."""
+    store = state.bot.store
+    store.get_ticket(ticket_id)
+    return store.list_notes(ticket_id)
+
+
+@router.post(
+    "/{ticket_id}/notes",
+    response_model=Note,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add an internal note",
+)
+def add_note(ticket_id: int, body: NoteIn, agent: AgentDep, state: StateDep) -> Note:
+    """Any agent may note on any ticket. A note is never delivered to a channel nor shown in
+    the customer's conversation."""
+    return state.bot.store.add_note(ticket_id, agent=agent.name, text=body.text)
+
+
+@router.post("/{ticket_id}/tags", response_model=TagsOut, summary="Tag the ticket")
+def add_tags(ticket_id: int, body: TagsIn, agent: AgentDep, state: StateDep) -> TagsOut:
+    """Add tags (422 naming a bad one); the ticket's tags come back."""
+    tags = _tagging(lambda: state.bot.store.tag_ticket(ticket_id, body.tags, agent=agent.name))
+    return TagsOut(ticket_id=ticket_id, tags=tags)
+
+
+@router.delete("/{ticket_id}/tags/{tag}", response_model=TagsOut, summary="Remove a tag")
+def remove_tag(ticket_id: int, tag: str, agent: AgentDep, state: StateDep) -> TagsOut:
+    return TagsOut(ticket_id=ticket_id, tags=state.bot.store.untag_ticket(ticket_id, tag))
+
+
+def _tagging(call: Callable[[], list[str]]) -> list[str]:
+    try:
+        return call()
+    except ConflictError as exc:
+        if "tag " not in str(exc):
+            raise
+        raise Invalid(str(exc), field="tags") from exc
+
+
+@router.post("/bulk", response_model=list[BulkResult], summary="One action on several tickets")
+async def bulk_action(body: BulkIn, agent: AgentDep, state: StateDep) -> list[BulkResult]:
+    """Claim, transfer, resolve or tag up to 200 tickets. Each ticket is done on its own
+    under the single-ticket rules: the result lists, per ticket, ``ok`` or the error the
+    single-ticket route would have given (``not_owner``, ``conflict``, ``not_found``).
+    A request that cannot apply to any ticket (no agent to transfer to, a bad tag) is 422."""
+    try:
+        outcomes = await asyncio.to_thread(
+            bulk,
+            state.bot,
+            body.action,
+            body.ticket_ids,
+            agent=agent.name,
+            to=body.to,
+            tags=body.tags or (),
+            resolution=body.resolution,
+        )
+    except ConflictError as exc:
+        name = str(exc).split(":", 1)[0]
+        name = name if name in ("ticket_ids", "to", "tags") else "tags"
+        raise Invalid(str(exc), field=name) from exc
+    results = []
+    for outcome in outcomes:
+        if outcome.error is None:
+            if body.action is Bulk.RESOLVE and outcome.ticket is not None:
+                state.channels.resolved(outcome.ticket)
+            results.append(BulkResult(ticket_id=outcome.ticket_id, ok=True))
+            continue
+        error = json.loads(bytes(error_response(outcome.error).body))["error"]
+        results.append(BulkResult(ticket_id=outcome.ticket_id, ok=False, error=error))
+    return results
 
 
 @router.post("/{ticket_id}/claim", response_model=TicketView, summary="Take the ticket")

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoreply.desk import Bulk
 from autoreply.models import Candidate, FAQCandidate, Priority, Reason, StoredMessage, Ticket
-from autoreply.store import Delivery
+from autoreply.store import Delivery, Note
 
 
 class FeedbackIn(BaseModel):
@@ -94,6 +95,9 @@ class TicketDetail(BaseModel):
     """The same customer's other tickets, newest first."""
     deliveries: list[Delivery]
     """How this ticket's agent replies went out, newest first."""
+    tags: list[str] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
+    """Internal notes, oldest first: agents only, never sent to the customer."""
 
 
 class ReplyIn(BaseModel):
@@ -176,3 +180,44 @@ class Health(BaseModel):
 
 class CandidateList(BaseModel):
     candidates: list[FAQCandidate]
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=5000, description="For agents only.")
+
+
+class TagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        description="1-32 letters, digits, '.', '_' or '-' each; stored lower-case.",
+    )
+
+
+class TagsOut(BaseModel):
+    ticket_id: int
+    tags: list[str]
+
+
+class BulkIn(BaseModel):
+    """One action on several tickets; each ticket succeeds or fails on its own, under the
+    same rules as the single-ticket routes (only the owner transfers or resolves)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Bulk
+    ticket_ids: list[int] = Field(min_length=1, max_length=200)
+    to: str | None = Field(default=None, max_length=64, description="For ``transfer``.")
+    tags: list[str] | None = Field(default=None, max_length=20, description="For ``tag``.")
+    resolution: str | None = Field(default=None, max_length=10_000, description="For resolve.")
+
+
+class BulkResult(BaseModel):
+    ticket_id: int
+    ok: bool
+    error: dict[str, str] | None = None
+    """``{"type": ..., "message": ...}`` as the single-ticket route would have answered."""
