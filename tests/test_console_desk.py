@@ -102,3 +102,82 @@ def test_transfer_list_leaves_out_expired_and_disabled_agents(client: TestClient
     assert "expired" in refused.text
     assert store.get_ticket(ticket_id).owner == "alice"
     assert csrf_of(refused.text)
+
+
+def test_notes_tags_and_search_on_the_console(client: TestClient) -> None:
+    """A note shows on the ticket for agents, never in the customer's conversation; a tag
+    is added (a bad one refused, naming it), filtered on and removed; the search box finds
+    tickets by conversation text and customer id; posts without CSRF change nothing."""
+    store = state(client).bot.store
+    parcel = send(client, "my parcel is lost, talk to a human", user_id="p-1")["ticket_id"]
+    other = send(client, HUMAN, user_id="o-1")["ticket_id"]
+    csrf = sign_in(client, make_agent(client, "alice"))
+    url = f"/console/tickets/{parcel}"
+    assert client.post(f"{url}/note", data={"text": "no csrf"}).status_code == 403
+    client.post(f"{url}/note", data={"csrf": csrf, "text": "<b>called</b> the courier"})
+    page = client.get(url).text
+    notes = page.split('id="notes"', 1)[1].split("</section>", 1)[0]
+    assert "&lt;b&gt;called&lt;/b&gt; the courier" in notes
+    conversation = page.split('class="conversation"', 1)[1].split("</ol>", 1)[0]
+    assert "courier" not in conversation
+    assert all("courier" not in m.text for m in store.history("api:p-1"))
+
+    client.post(f"{url}/tag", data={"csrf": csrf, "tags": "Lost-Parcel，urgent"})
+    assert store.tags_of([parcel]) == {parcel: ["lost-parcel", "urgent"]}
+    refused = client.post(f"{url}/tag", data={"csrf": csrf, "tags": "two words"})
+    assert "two words" in refused.text and store.tags_of([parcel])[parcel] == [
+        "lost-parcel",
+        "urgent",
+    ]
+    filtered = client.get("/console/inbox/rows?tag=lost-parcel").text
+    assert f'data-ticket="{parcel}"' in filtered and f'data-ticket="{other}"' not in filtered
+    client.post(f"{url}/untag", data={"csrf": csrf, "tag": "urgent"})
+    assert store.tags_of([parcel])[parcel] == ["lost-parcel"]
+
+    found = client.get("/console/inbox?q=PARCEL").text
+    assert f'data-ticket="{parcel}"' in found and f'data-ticket="{other}"' not in found
+    by_customer = client.get("/console/inbox/rows?q=o-1").text
+    assert f'data-ticket="{other}"' in by_customer and f'data-ticket="{parcel}"' not in by_customer
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert f'data-ticket="{parcel}"' in client.get(f"/console/inbox/rows?since={today}").text
+    assert "data-ticket=" not in client.get("/console/inbox/rows?until=2020-01-01").text
+
+
+def test_bulk_claim_and_resolve_from_the_inbox(client: TestClient) -> None:
+    """Tick three tickets: claim takes the two free ones and names the one bob holds;
+    resolve closes alice's two and refuses bob's (only the owner resolves)."""
+    store = state(client).bot.store
+    ids = [send(client, HUMAN, user_id=f"k-{i}")["ticket_id"] for i in range(3)]
+    make_agent(client, "bob")
+    store.claim_ticket(ids[2], "bob")
+    csrf = sign_in(client, make_agent(client, "alice"))
+    ticked = [str(i) for i in ids]
+    claimed = client.post(
+        "/console/inbox/bulk", data={"csrf": csrf, "action": "claim", "ticket": ticked}
+    )
+    assert "2 ticket(s) done" in claimed.text and f"#{ids[2]}" in claimed.text
+    assert [store.get_ticket(i).owner for i in ids] == ["alice", "alice", "bob"]
+    resolved = client.post(
+        "/console/inbox/bulk", data={"csrf": csrf, "action": "resolve", "ticket": ticked}
+    )
+    assert "2 ticket(s) done" in resolved.text and "owned by bob" in resolved.text
+    assert [store.get_ticket(i).status.value for i in ids] == ["resolved", "resolved", "claimed"]
+    forged = client.post("/console/inbox/bulk", data={"action": "resolve", "ticket": ticked})
+    assert forged.status_code == 403
+
+
+def test_profile_panel_shows_identity_vip_and_who_set_it(client: TestClient) -> None:
+    """A listed VIP's panel names the admin who listed them; a channel-marked VIP says
+    'channel'; identity comes from the verified channel's metadata."""
+    bot = state(client).bot
+    bot.store.add_vip("web", "v-1", added_by="root", note="key account")
+    listed = bot.handle(
+        Message(text=HUMAN, user_id="v-1", channel="web", metadata={"email": "v@example.com"})
+    )
+    marked = bot.handle(Message(text=HUMAN, user_id="v-2", channel="web", metadata={"vip": True}))
+    sign_in(client, make_agent(client, "alice"))
+    panel = client.get(f"/console/tickets/{listed.ticket_id}").text.split('id="profile"', 1)[1]
+    panel = panel.split("</section>", 1)[0]
+    assert "set by root" in panel and "key account" in panel and "v@example.com" in panel
+    other = client.get(f"/console/tickets/{marked.ticket_id}").text.split('id="profile"', 1)[1]
+    assert "set by channel" in other.split("</section>", 1)[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -33,6 +33,7 @@ from autoreply.console.render import (
     waited,
 )
 from autoreply.console.sessions import CsrfFailed, Session, SessionDep, check_csrf
+from autoreply.desk import Bulk, bulk
 from autoreply.engine import language
 from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.models import Priority, Role, StoredMessage, Ticket, TicketStatus
@@ -53,9 +54,22 @@ def queue(
     priority: str,
     category: str,
     vip: bool,
+    q: str = "",
+    tag: str = "",
+    owner: str = "",
+    since: str = "",
+    until: str = "",
 ) -> list[Ticket]:
-    """The tickets the filters select, most urgent then oldest first."""
+    """The tickets the filters select, most urgent then oldest first. ``q`` searches the
+    conversations' text and the customer (id, name); ``since``/``until`` are dates
+    (YYYY-MM-DD, inclusive) of the ticket's opening."""
     store = state_of(request).bot.store
+    only: set[int] | None = None
+    if q:
+        only = set(store.search_tickets(q, limit=1000))
+    if tag:
+        tagged = store.tagged(tag)
+        only = tagged if only is None else only & tagged
     wanted: list[TicketStatus | None]
     if status == "active":
         wanted = [TicketStatus.OPEN, TicketStatus.CLAIMED]
@@ -69,21 +83,35 @@ def queue(
         for st in wanted
         for ticket in store.list_tickets(
             status=st,
-            owner=session.agent if mine else None,
+            owner=session.agent if mine else (owner or None),
             priority=level,
             category=category or None,
-            limit=200,
+            limit=1000 if only is not None or since or until else 200,
         )
-        if ticket.vip or not vip
+        if (ticket.vip or not vip) and (only is None or ticket.id in only)
     ]
+    start, end = _day(since), _day(until)
+    if start is not None:
+        tickets = [x for x in tickets if x.created_at >= start]
+    if end is not None:
+        tickets = [x for x in tickets if x.created_at < end + timedelta(days=1)]
     tickets.sort(key=lambda x: (_ORDER[x.priority], x.created_at, x.id))
     return tickets[:200]
+
+
+def _day(value: str) -> datetime | None:
+    """Midnight UTC of a YYYY-MM-DD date, None when empty or not a date."""
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC) if value else None
+    except ValueError:
+        return None
 
 
 def rows(request: Request, tickets: list[Ticket]) -> list[dict[str, Any]]:
     t = Translator(pick_language(request))
     now = datetime.now(UTC)
     guesses = likely_categories(request, tickets)
+    tags = state_of(request).bot.store.tags_of([x.id for x in tickets])
     out = []
     for ticket in tickets:
         kind, label = sla(ticket, t, now)
@@ -93,6 +121,7 @@ def rows(request: Request, tickets: list[Ticket]) -> list[dict[str, Any]]:
                 "question": str(ticket.context.get("question", "")),
                 "category": ticket.category or guesses.get(ticket.id, ""),
                 "customer": customer_name(ticket),
+                "tags": tags.get(ticket.id, []),
                 "waiting": t.duration(waited(ticket, now)),
                 "sla_kind": kind,
                 "sla_label": label,
@@ -152,13 +181,29 @@ def customer_name(ticket: Ticket) -> str:
 Filters = dict[str, Any]
 
 
-def _filters(status: str, mine: bool, priority: str, category: str, vip: bool) -> Filters:
+def _filters(
+    status: str,
+    mine: bool,
+    priority: str,
+    category: str,
+    vip: bool,
+    q: str = "",
+    tag: str = "",
+    owner: str = "",
+    since: str = "",
+    until: str = "",
+) -> Filters:
     return {
         "status": status if status in STATUSES else "active",
         "mine": mine,
         "priority": priority,
         "category": category.strip(),
         "vip": vip,
+        "q": q.strip()[:200],
+        "tag": tag.strip()[:32],
+        "owner": owner.strip()[:64],
+        "since": since.strip()[:10],
+        "until": until.strip()[:10],
     }
 
 
@@ -171,8 +216,13 @@ def inbox(
     priority: str = "",
     category: str = "",
     vip: bool = False,
+    q: str = "",
+    tag: str = "",
+    owner: str = "",
+    since: str = "",
+    until: str = "",
 ) -> Response:
-    filters = _filters(status, mine, priority, category, vip)
+    filters = _filters(status, mine, priority, category, vip, q, tag, owner, since, until)
     tickets = queue(request, session, **filters)
     return render(
         request,
@@ -185,6 +235,8 @@ def inbox(
         categories=list(state_of(request).bot.kb.categories()),
         sla_minutes=SLA_MINUTES,
         updated=datetime.now(UTC),
+        agents=_transfer_targets(request, session),
+        bulk_actions=[b.value for b in Bulk],
     )
 
 
@@ -197,9 +249,14 @@ def inbox_rows(
     priority: str = "",
     category: str = "",
     vip: bool = False,
+    q: str = "",
+    tag: str = "",
+    owner: str = "",
+    since: str = "",
+    until: str = "",
 ) -> Response:
     """The queue's table body alone: the inbox polls it for live updates."""
-    filters = _filters(status, mine, priority, category, vip)
+    filters = _filters(status, mine, priority, category, vip, q, tag, owner, since, until)
     tickets = queue(request, session, **filters)
     return render(
         request, "_rows.html", session=None, rows=rows(request, tickets), updated=datetime.now(UTC)
@@ -218,13 +275,9 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
         for x in await asyncio.to_thread(store.list_tickets, user_id=ticket.user_id, limit=1000)
         if x.id != ticket_id
     ]
+    everything = [ticket, *earlier]
     earlier.sort(key=lambda x: x.id, reverse=True)
-    now = datetime.now(UTC)
-    agents = [
-        a.name
-        for a in store.list_agents()
-        if not a.disabled and not a.expired(now) and a.name != session.agent
-    ]
+    agents = _transfer_targets(request, session)
     t = Translator(pick_language(request))
     kind, label = sla(ticket, t)
     guess = await in_own_thread(
@@ -246,6 +299,9 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
         sent_reply=_last_agent_reply(conversation, ticket),
         likely_category=guess.get(ticket.id, ""),
         customer_name=customer_name(ticket),
+        notes=await asyncio.to_thread(store.list_notes, ticket_id),
+        tags=(await asyncio.to_thread(store.tags_of, [ticket_id])).get(ticket_id, []),
+        profile=await asyncio.to_thread(profile, request, ticket, everything),
         draft=session.drafts.pop(ticket_id, ""),
         sla_kind=kind,
         sla_label=label,
@@ -260,6 +316,45 @@ def _last_agent_reply(conversation: list[StoredMessage], ticket: Ticket) -> str:
     (what actually helped), else the resolution note."""
     sent = [m.text for m in conversation if m.role is Role.AGENT]
     return sent[-1] if sent else (ticket.resolution or "")
+
+
+def _transfer_targets(request: Request, session: Session) -> list[str]:
+    """Agents who can take a ticket over: enabled, token not expired, not oneself."""
+    now = datetime.now(UTC)
+    return [
+        a.name
+        for a in state_of(request).bot.store.list_agents()
+        if not a.disabled and not a.expired(now) and a.name != session.agent
+    ]
+
+
+def profile(request: Request, ticket: Ticket, tickets: list[Ticket]) -> dict[str, Any]:
+    """The customer panel: channel identity (from trusted metadata only), VIP and who set
+    it (an admin on the VIP list, else the channel), earlier conversations."""
+    store = state_of(request).bot.store
+    metadata = ticket.context.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    who = (ticket.channel, ticket.user_id)
+    listed = next((v for v in store.list_vips() if (v.channel, v.user_id) == who), None)
+    vip_by = None
+    if listed is not None:
+        vip_by = listed.added_by
+    elif ticket.vip:
+        vip_by = "channel"
+    conversations: dict[str, Ticket] = {}
+    for other in sorted(tickets, key=lambda x: x.id):
+        conversations.setdefault(other.conversation_id, other)
+    return {
+        "identity": {
+            k: str(metadata[k])[:200]
+            for k in ("name", "customer_id", "email", "phone")
+            if metadata.get(k)
+        },
+        "vip": listed is not None or ticket.vip,
+        "vip_by": vip_by,
+        "vip_note": listed.note if listed is not None else None,
+        "conversations": list(conversations.values()),
+    }
 
 
 async def _scripts(request: Request, question: str, context: dict[str, Any]) -> list[Any]:
@@ -329,6 +424,17 @@ async def _act(request: Request, session: Session, ticket_id: int, action: str) 
             session.flash("ok", t("promoted_ok", id=candidate.id))
         elif action == "reply":
             await _reply(request, session, ticket_id, field(form, "text"))
+        elif action == "note":
+            await asyncio.to_thread(
+                bot.store.add_note, ticket_id, agent=agent, text=field(form, "text")
+            )
+            session.flash("ok", t("note_added"))
+        elif action == "tag":
+            tags = [x for x in field(form, "tags").replace("，", ",").split(",") if x.strip()]
+            await asyncio.to_thread(bot.store.tag_ticket, ticket_id, tags, agent=agent)
+            session.flash("ok", t("tagged_ok"))
+        elif action == "untag":
+            await asyncio.to_thread(bot.store.untag_ticket, ticket_id, field(form, "tag"))
     except AutoreplyError as exc:
         session.flash("error", str(exc))
     return redirect(f"/console/tickets/{ticket_id}")
@@ -371,9 +477,55 @@ def prohibited_phrase(request: Request, text: str) -> str | None:
 async def ticket_action(
     request: Request, ticket_id: int, action: str, session: SessionDep
 ) -> Response:
-    if action not in ("claim", "transfer", "resolve", "promote", "reply"):
+    if action not in ("claim", "transfer", "resolve", "promote", "reply", "note", "tag", "untag"):
         return secure(Response("unknown action", status_code=404, media_type="text/plain"))
     return await _act(request, session, ticket_id, action)
+
+
+@router.post("/inbox/bulk")
+@page
+async def inbox_bulk(request: Request, session: SessionDep) -> Response:
+    """One action on the ticked tickets (``ticket`` fields): claim, transfer (``to``),
+    resolve or tag (``tags``), each under the single-ticket rules; what was refused is
+    listed ticket by ticket."""
+    form = await read_form(request, session)
+    state = state_of(request)
+    t = Translator(pick_language(request))
+    back = _safe_inbox(field(form, "back"))
+    try:
+        action = Bulk(field(form, "action"))
+        ids = [int(x) for x in form.getlist("ticket") if isinstance(x, str) and x.isdigit()]
+        tags = [x for x in field(form, "tags").replace("，", ",").split(",") if x.strip()]
+        outcomes = await asyncio.to_thread(
+            bulk,
+            state.bot,
+            action,
+            ids,
+            agent=session.agent or "",
+            to=field(form, "to") or None,
+            tags=tags,
+        )
+    except ValueError:
+        session.flash("error", t("bulk_pick_action"))
+        return redirect(back)
+    except AutoreplyError as exc:
+        session.flash("error", str(exc))
+        return redirect(back)
+    done = [o for o in outcomes if o.error is None]
+    for outcome in done:
+        if action is Bulk.RESOLVE and outcome.ticket is not None:
+            state.channels.resolved(outcome.ticket)
+    session.flash("ok", t("bulk_done", action=t(action.value), n=len(done)))
+    for outcome in outcomes:
+        if outcome.error is not None:
+            session.flash("error", f"#{outcome.ticket_id}: {outcome.error}")
+    return redirect(back)
+
+
+def _safe_inbox(target: str) -> str:
+    """Back to the inbox with its filters; nothing but an inbox path."""
+    ok = target.startswith("/console/inbox") and "//" not in target
+    return target if ok else "/console/inbox"
 
 
 @router.post("/check")

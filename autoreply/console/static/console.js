@@ -1,4 +1,4 @@
-// autoreply console: live inbox rows, the prohibited-phrase check, inserting scripts.
+// autoreply console: live inbox rows (bulk ticks kept), select all, the prohibited-phrase check, inserting scripts.
 // Plain JavaScript, no libraries; every page works without it except the live refresh.
 (function () {
   "use strict";
@@ -16,7 +16,15 @@
         if (r.redirected || !r.ok) { throw new Error("signed out"); }
         return r.text();
       }).then(function (html) {
+        // Keep the ticks of the bulk selection across the refresh.
+        var ticked = {};
+        queue.querySelectorAll("input[name=ticket]:checked").forEach(function (box) {
+          ticked[box.value] = true;
+        });
         queue.innerHTML = html;  // rendered and escaped by the server
+        queue.querySelectorAll("input[name=ticket]").forEach(function (box) {
+          box.checked = !!ticked[box.value];
+        });
         if (live) {
           var now = new Date().toLocaleTimeString();
           live.textContent = live.getAttribute("data-label").replace("{time}", now);
@@ -24,6 +32,16 @@
       }).catch(function () {}).then(function () { window.setTimeout(refresh, every); });
     };
     window.setTimeout(refresh, every);
+  }
+
+  // Inbox: one box ticks or clears every row for the bulk actions.
+  var all = document.getElementById("select-all");
+  if (all && queue) {
+    all.addEventListener("change", function () {
+      queue.querySelectorAll("input[name=ticket]").forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
   }
 
   // Ticket: check the draft for prohibited phrases as the agent types.
