@@ -61,6 +61,7 @@ PUBLIC = {
     ("POST", "/v1/messages"): "the customer webhook (its own namespace; tests/test_attacks.py)",
     ("GET", "/v1/conversations/{conversation_id:path}"): "conversation token (test_attacks)",
     ("POST", "/v1/feedback"): "conversation token (test_attacks)",
+    ("POST", "/v1/csat"): "conversation token or signed (test_server_desk)",
     ("GET", "/healthz"): "load balancer",
     ("GET", "/readyz"): "load balancer",
     ("GET", "/metrics"): "Prometheus",

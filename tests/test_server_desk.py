@@ -141,3 +141,28 @@ def test_bulk_actions_follow_the_ownership_rules(
         422,
         "invalid",
     )
+
+
+def test_csat_comes_in_through_the_generic_webhook(client: TestClient, alice: dict[str, str]):
+    """Only the conversation's customer (its token) rates; before resolution 409; once
+    resolved 1-5 is stored (outside: 422 naming rating); a second rating 409; another
+    conversation's token or an agent's token is refused."""
+    reply = send(client, HUMAN, user_id="c-1")
+    ticket_id, conversation = reply["ticket_id"], reply["conversation_id"]
+    own = token_for(client, conversation)
+    other_reply = send(client, "hello", user_id="c-2")
+    stranger = token_for(client, other_reply["conversation_id"])
+    body = {"conversation_id": conversation, "rating": 5}
+    assert client.post("/v1/csat", json=body).status_code == 401
+    error(client.post("/v1/csat", json=body, headers=alice), 401, "unauthorized")
+    error(client.post("/v1/csat", json=body, headers=stranger), 404, "not_found")
+    error(client.post("/v1/csat", json=body, headers=own), 409, "conflict")
+    client.post(f"/v1/tickets/{ticket_id}/claim", headers=alice)
+    client.post(f"/v1/tickets/{ticket_id}/resolve", headers=alice, json={})
+    bad = client.post("/v1/csat", json={**body, "rating": 6}, headers=own)
+    assert bad.status_code == 422 and "rating" in bad.text
+    rated = client.post("/v1/csat", json={**body, "comment": "fast"}, headers=own)
+    assert rated.status_code == 201, rated.text
+    assert rated.json()["ticket_id"] == ticket_id and rated.json()["rating"] == 5
+    error(client.post("/v1/csat", json={**body, "rating": 1}, headers=own), 409, "conflict")
+    assert state(client).bot.store.ratings_of([ticket_id])[ticket_id].comment == "fast"

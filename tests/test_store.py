@@ -309,6 +309,28 @@ class StoreContract:
         assert store.search_tickets("i_5") == [b.id] and store.search_tickets("%") == [b.id]
         assert store.search_tickets("warehouse") == []
 
+    def test_one_rating_per_resolved_ticket(self, store: Store) -> None:
+        """Only a resolved ticket is rated, once, 1-5; ratings are found by ticket and by
+        week."""
+        t = ticket(store)
+        with pytest.raises(ConflictError, match="only a resolved ticket"):
+            store.add_rating(t.id, rating=5)
+        store.claim_ticket(t.id, "ann")
+        store.resolve_ticket(t.id, agent="ann")
+        with pytest.raises(ConflictError, match="not 1-5"):
+            store.add_rating(t.id, rating=6)
+        rated = store.add_rating(t.id, rating=4, comment="quick")
+        assert (rated.rating, rated.comment) == (4, "quick")
+        with pytest.raises(ConflictError, match="rated already"):
+            store.add_rating(t.id, rating=1)
+        assert store.ratings_of([t.id, 999]) == {t.id: rated}
+        week = store.ratings_between(
+            since=rated.created_at - timedelta(days=1), until=rated.created_at + timedelta(1)
+        )
+        assert [r.ticket_id for r in week] == [t.id]
+        with pytest.raises(NotFoundError):
+            store.add_rating(999, rating=3)
+
     def test_vip_ticket_goes_to_the_suggested_agent(self, store: Store) -> None:
         """A VIP ticket with a suggested owner is created claimed by that agent."""
         vip = ticket(store, vip=True, suggested_owner="alice")

@@ -17,6 +17,21 @@ from autoreply.models import Candidate, FAQCandidate, Priority, Reason, StoredMe
 from autoreply.store import Delivery, Note
 
 
+class RatingIn(BaseModel):
+    """The customer's satisfaction with a resolved ticket of their conversation (CSAT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str = Field(
+        min_length=1, max_length=260, description="``Reply.conversation_id``, e.g. ``api:c1``."
+    )
+    rating: int = Field(ge=1, le=5, description="1 (very unhappy) to 5 (very happy).")
+    ticket_id: int | None = Field(
+        default=None, description="Default: the conversation's last resolved ticket."
+    )
+    comment: str | None = Field(default=None, max_length=2000)
+
+
 class FeedbackIn(BaseModel):
     """Was the bot's answer helpful? ``message_id`` is ``Reply.message_id``."""
 

@@ -44,6 +44,7 @@ from autoreply.store.records import (
     Interception,
     Note,
     Priority,
+    Rating,
     Reason,
     ReplyCount,
     Role,
@@ -378,7 +379,7 @@ class TrustStore(Protocol):
 
 
 class DeskStore(Protocol):
-    """The agent desk around tickets: internal notes and tags."""
+    """The agent desk around tickets: internal notes, tags and satisfaction ratings."""
 
     def add_note(self, ticket_id: int, *, agent: str, text: str) -> Note:
         """Add an internal note to a ticket (any agent, any status). Notes are for agents
@@ -405,6 +406,20 @@ class DeskStore(Protocol):
 
     def tagged(self, tag: str) -> set[int]:
         """The ids of the tickets carrying ``tag``."""
+        ...
+
+    def add_rating(self, ticket_id: int, *, rating: int, comment: str | None = None) -> Rating:
+        """The customer's satisfaction rating of a resolved ticket, 1-5: one per ticket.
+        ConflictError for a ticket not resolved, rated already, or a rating outside 1-5;
+        NotFoundError for an unknown ticket. (Who may rate is the caller's check.)"""
+        ...
+
+    def ratings_of(self, ticket_ids: list[int]) -> dict[int, Rating]:
+        """Ticket id -> its rating, for the rated ones."""
+        ...
+
+    def ratings_between(self, *, since: datetime, until: datetime) -> list[Rating]:
+        """Ratings given in ``[since, until)``, oldest first."""
         ...
 
     def search_tickets(self, text: str, *, limit: int = 200) -> list[int]:

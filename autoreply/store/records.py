@@ -44,6 +44,7 @@ __all__ = [
     "GapTopic",
     "Interception",
     "Note",
+    "Rating",
     "Priority",
     "Reason",
     "ReplyCount",
@@ -114,6 +115,15 @@ class Note(BaseModel):
     ticket_id: int
     agent: str
     text: str
+    created_at: datetime
+
+
+class Rating(BaseModel):
+    """A customer's satisfaction rating (CSAT) of a resolved ticket: 1 (bad) to 5 (great)."""
+
+    ticket_id: int
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = None
     created_at: datetime
 
 

@@ -246,8 +246,8 @@ def m005_trust(tx: Tx) -> None:
 
 
 def m007_desk(tx: Tx) -> None:
-    """The agent desk: internal notes on tickets (never part of the conversation) and
-    ticket tags."""
+    """The agent desk: internal notes on tickets (never part of the conversation), ticket
+    tags and customers' satisfaction ratings (one per resolved ticket)."""
     ddl(
         tx,
         """CREATE TABLE ticket_notes (
@@ -266,6 +266,13 @@ def m007_desk(tx: Tx) -> None:
             PRIMARY KEY (ticket_id, tag)
         )""",
         "CREATE INDEX ticket_tags_tag ON ticket_tags (tag)",
+        """CREATE TABLE csat_ratings (
+            ticket_id {key} PRIMARY KEY REFERENCES tickets (id),
+            rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+            comment TEXT,
+            created_at {time} NOT NULL
+        )""",
+        "CREATE INDEX csat_ratings_created ON csat_ratings (created_at)",
     )
 
 

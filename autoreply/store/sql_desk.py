@@ -1,12 +1,14 @@
-"""Internal notes and tags on tickets in SQL, for every dialect (the DeskStore part of
-SQLStore). Notes live in a table of their own, never among a conversation's messages, so
-nothing that reads or delivers a conversation can reach them."""
+"""Internal notes, tags and satisfaction ratings of tickets in SQL, for every dialect (the
+DeskStore part of SQLStore). Notes live in a table of their own, never among a
+conversation's messages, so nothing that reads or delivers a conversation can reach them."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from autoreply.errors import ConflictError
-from autoreply.store.core import SQLCore, Tx, marks, records
-from autoreply.store.records import NOTE_MAX_CHARS, Note, clean_tags
+from autoreply.store.core import SQLCore, Tx, marks, record, records, where
+from autoreply.store.records import NOTE_MAX_CHARS, Note, Rating, TicketStatus, clean_tags
 
 
 class DeskSQL(SQLCore):
@@ -79,6 +81,50 @@ class DeskSQL(SQLCore):
                 (needle, needle, needle, max(limit, 0)),
             )
         return [int(row["id"]) for row in rows]
+
+    def add_rating(self, ticket_id: int, *, rating: int, comment: str | None = None) -> Rating:
+        if not 1 <= rating <= 5:
+            raise ConflictError(f"rating: {rating} is not 1-5")
+        with self._tx(write=True) as tx:
+            ticket = self._one_ticket(tx, ticket_id)
+            if ticket.status is not TicketStatus.RESOLVED:
+                raise ConflictError(
+                    f"ticket {ticket_id} is {ticket.status.value}; only a resolved ticket is rated"
+                )
+            row = tx.insert(
+                "csat_ratings",
+                {
+                    "ticket_id": ticket_id,
+                    "rating": rating,
+                    "comment": comment,
+                    "created_at": self._stamp(),
+                },
+                unique="(ticket_id)",
+            )
+            if row is None:
+                raise ConflictError(f"ticket {ticket_id} was rated already; one rating a ticket")
+        return record(Rating, row)
+
+    def ratings_of(self, ticket_ids: list[int]) -> dict[int, Rating]:
+        ids = list(dict.fromkeys(ticket_ids))
+        out: dict[int, Rating] = {}
+        with self._tx() as tx:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = tx.all(
+                    f"SELECT * FROM csat_ratings WHERE ticket_id IN ({marks(chunk)})", chunk
+                )
+                out.update({r.ticket_id: r for r in records(Rating, rows)})
+        return out
+
+    def ratings_between(self, *, since: datetime, until: datetime) -> list[Rating]:
+        clauses, params = self._window(since, until)
+        with self._tx() as tx:
+            rows = tx.all(
+                f"SELECT * FROM csat_ratings WHERE {where(clauses)} ORDER BY created_at, ticket_id",
+                params,
+            )
+        return records(Rating, rows)
 
     def _tags(self, tx: Tx, ticket_ids: list[int]) -> dict[int, list[str]]:
         ids = list(dict.fromkeys(ticket_ids))
