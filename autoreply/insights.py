@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
@@ -202,6 +202,16 @@ class EntryFeedback(BaseModel):
     not_helpful: int
 
 
+class RatingGroup(BaseModel):
+    """Satisfaction (CSAT) ratings given this week, for one agent or category."""
+
+    by: str
+    """``agent`` or ``category``."""
+    name: str
+    ratings: int
+    average: float
+
+
 class WeeklyReport(BaseModel):
     """One week of the bot and its people, for the product team."""
 
@@ -227,6 +237,10 @@ class WeeklyReport(BaseModel):
     gaps: int
     """Gaps logged this week (in a topic or not)."""
     rules: dict[str, float]
+    tags: dict[str, int] = Field(default_factory=dict)
+    """This week's tickets (opened or resolved) per tag, most first."""
+    satisfaction: list[RatingGroup] = Field(default_factory=list)
+    """CSAT given this week: per agent who resolved the ticket, then per category."""
 
 
 # -- building it ------------------------------------------------------------------------------
@@ -290,7 +304,28 @@ def weekly_report(
         ],
         gaps=gaps,
         rules={k: float(v) for k, v in rules.__dict__.items()},
+        **_desk(store, week, tickets),
     )
+
+
+def _desk(store: Store, week: Week, tickets: list[Ticket]) -> dict[str, Any]:
+    """The agent desk's part: tags on this week's tickets, and this week's CSAT ratings per
+    agent and per category."""
+    tags: Counter[str] = Counter()
+    for names in store.tags_of([t.id for t in tickets]).values():
+        tags.update(names)
+    ratings = store.ratings_between(since=week.start, until=week.end)
+    known = {t.id: t for t in tickets}
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in ratings:
+        ticket = known.get(r.ticket_id) or store.get_ticket(r.ticket_id)
+        groups[("agent", ticket.owner or "(unclaimed)")].append(r.rating)
+        groups[("category", ticket.category or UNCATEGORISED)].append(r.rating)
+    satisfaction = [
+        RatingGroup(by=by, name=name, ratings=len(v), average=round(sum(v) / len(v), 2))
+        for (by, name), v in sorted(groups.items())
+    ]
+    return {"tags": dict(tags.most_common()), "satisfaction": satisfaction}
 
 
 def _category(kb: KnowledgeBase | None, entry_id: str | None) -> str:

@@ -159,6 +159,11 @@ def tables(report: WeeklyReport) -> dict[str, tuple[list[str], list[list[str]]]]
             ["category", "escalations", "subtotal"],
             _category_rows(report.escalations_by_category, paths=True),
         ),
+        "tags": (["tag", "tickets"], [[tag, str(n)] for tag, n in report.tags.items()]),
+        "satisfaction": (
+            ["by", "group", "ratings", "average (1-5)"],
+            [[g.by, g.name, str(g.ratings), f"{g.average:.2f}"] for g in report.satisfaction],
+        ),
         "topics": (_TOPIC_HEAD, [_topic_cells(t) for t in report.topics]),
         "hot": (
             ["topic", "question", "rule", "detail"],
@@ -223,6 +228,8 @@ def to_markdown(report: WeeklyReport) -> str:
         "feedback": "Answers marked not helpful (entries to rewrite)",
         "interceptions": "Agent replies intercepted, by phrase",
         "suggestions": "Suggested FAQ entries",
+        "tags": "Tickets by tag",
+        "satisfaction": "Customer satisfaction (CSAT)",
     }
     data = tables(report)
     for key, title in titles.items():
@@ -368,6 +375,8 @@ def to_html(report: WeeklyReport) -> str:
         "feedback": "Answers marked not helpful (entries to rewrite)",
         "interceptions": "Agent replies intercepted, by phrase",
         "suggestions": "Suggested FAQ entries",
+        "tags": "Tickets by tag",
+        "satisfaction": "Customer satisfaction (CSAT)",
     }
     needs = {i for i, s in enumerate(report.suggestions) if s.needs_answer}
     for key, title in sections.items():

@@ -153,3 +153,34 @@ def test_category_table_adds_up_to_the_escalations(report: WeeklyReport) -> None
     assert "(支付)" in html_text and "<td>14</td>" in html_text
     md = to_markdown(week)
     assert "- 支付: subtotal 8" in md and "  - 退款: 5" in md and "total: 14" in md
+
+
+def test_tags_and_satisfaction_are_in_the_report(bot: AutoReply) -> None:
+    """Tags of the week's tickets are counted; CSAT averages per agent and per category;
+    both appear in every format."""
+    store = bot.store
+    ids = []
+    for i, (agent, category, rating) in enumerate(
+        [("ann", "billing", 5), ("ann", "billing", 3), ("bob", "shipping", 2)]
+    ):
+        t, _ = store.open_ticket(
+            conversation_id=f"w{i}",
+            user_id=f"u{i}",
+            channel="web",
+            priority=Priority.NORMAL,
+            reason=Reason.LOW_CONFIDENCE,
+            category=category,
+        )
+        store.claim_ticket(t.id, agent)
+        store.resolve_ticket(t.id, agent=agent)
+        store.add_rating(t.id, rating=rating)
+        ids.append(t.id)
+    store.tag_ticket(ids[0], ["refund", "vip-call"], agent="ann")
+    store.tag_ticket(ids[2], ["refund"], agent="bob")
+    report = weekly_report(store, week_of(datetime.now(UTC)), kb=bot.kb)
+    assert report.tags == {"refund": 2, "vip-call": 1}
+    groups = {(g.by, g.name): (g.ratings, g.average) for g in report.satisfaction}
+    assert groups[("agent", "ann")] == (2, 4.0) and groups[("agent", "bob")] == (1, 2.0)
+    assert groups[("category", "billing")] == (2, 4.0)
+    assert "Customer satisfaction" in to_html(report) and "| refund | 2 |" in to_markdown(report)
+    assert "satisfaction.csv" in to_csv(report)
