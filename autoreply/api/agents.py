@@ -20,7 +20,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from autoreply.api.auth import AgentDep
-from autoreply.api.errors import ERROR_RESPONSES, Invalid, ProhibitedPhrase, error_response
 from autoreply.api.schemas import (
     AgentReply,
     BulkIn,
@@ -35,11 +34,12 @@ from autoreply.api.schemas import (
     TicketView,
     TransferIn,
 )
-from autoreply.api.state import StateDep
 from autoreply.desk import Bulk, bulk
 from autoreply.errors import ConflictError
 from autoreply.models import FAQCandidate, Priority, TicketStatus
 from autoreply.store import Note
+from autoreply.web.errors import ERROR_RESPONSES, Invalid, ProhibitedPhrase, error_response
+from autoreply.web.state import StateDep
 
 log = logging.getLogger("autoreply.api")
 

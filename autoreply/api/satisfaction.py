@@ -22,12 +22,12 @@ from autoreply.api.customer import (
     _may_read,
     _not_found,
 )
-from autoreply.api.errors import ERROR_RESPONSES, Unauthorized
 from autoreply.api.schemas import RatingIn
-from autoreply.api.state import ServiceState, StateDep
 from autoreply.errors import ConflictError, NotFoundError
 from autoreply.models import TicketStatus
 from autoreply.store import Rating
+from autoreply.web.errors import ERROR_RESPONSES, Unauthorized
+from autoreply.web.state import ServiceState, StateDep
 
 router = APIRouter(prefix="/v1", tags=["customer"])
 

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from autoreply.api.batching import in_own_thread
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import (
     SLA_MINUTES,
@@ -37,6 +36,7 @@ from autoreply.desk import Bulk, bulk
 from autoreply.engine import language
 from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.models import Priority, Role, StoredMessage, Ticket, TicketStatus
+from autoreply.web.batching import in_own_thread
 
 log = logging.getLogger("autoreply.console")
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -15,11 +15,11 @@ import pytest
 
 from autoreply.errors import ConfigError
 from autoreply.gaps import update_topics
-from autoreply.insights import WeeklyReport, week_of, weekly_report
 from autoreply.models import Priority, Reason
 from autoreply.service import AutoReply
 from autoreply.store.sqlite import SQLiteStore
-from autoreply.weekly import render, to_csv, to_html, to_markdown, write
+from autoreply.weekly_data import WeeklyReport, week_of, weekly_report
+from autoreply.weekly_render import render, to_csv, to_html, to_markdown, write
 
 PHONE, EMAIL = "13812345678", "li.wei@example.com"
 NASTY = [
@@ -139,7 +139,7 @@ def test_category_table_adds_up_to_the_escalations(report: WeeklyReport) -> None
     escalations as a line of their own) sums to the escalations, in every format."""
     from collections import Counter
 
-    from autoreply.insights import category_tree
+    from autoreply.weekly_data import category_tree
 
     tree = category_tree(Counter({"支付/退款": 5, "支付/发票": 2, "支付": 1, "account": 6}))
     week = report.model_copy(update={"escalations_by_category": tree})
