@@ -46,6 +46,7 @@ SHOTS = (
 )
 QUESTION = "Can I pay with gift cards?"
 ANSWER = "Yes: gift cards work at checkout, in the payment step."
+HUMAN_TEXT = "I want to talk to a human"
 
 
 @dataclass
@@ -316,3 +317,114 @@ def test_api_docs_render_offline(server: Server, page: Any) -> None:
     expect(page.locator("redoc, [role=navigation], .menu-content").first).to_be_visible()
     expect(page.locator("body")).to_contain_text("/v1/messages")
     assert not outside, outside
+
+
+class RecordingChannel:
+    """A chat platform that records what the service sends it."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, *, conversation_id: str, user_id: str, text: str) -> None:
+        self.sent.append(text)
+
+    async def handoff(self, ticket: Any) -> None:
+        return None
+
+    async def resolved(self, ticket: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_desk_walk(server: Server, browser: Any, width: int) -> None:
+    """An agent's day at 1366 px and 390 px (no sideways scrolling): search finds a ticket,
+    an internal note is added and never reaches the customer's channel, a tag is added and
+    filtered on, the customer panel shows who made the customer VIP, bulk claim and resolve
+    work on ticked rows, and a CSAT rating coming in through the generic webhook shows on
+    the ticket."""
+    from autoreply.models import Message
+
+    expect = sync_api.expect
+    fake = RecordingChannel()
+    server.state.channels.channels["fake"] = fake  # type: ignore[assignment]
+    bot = server.state.bot
+    user = f"walk-{width}"
+    bot.store.add_vip("fake", user, added_by="root", note="key account")
+    chat = bot.handle(
+        Message(
+            text=f"我的包裹丢了 parcel{width} 我要转人工",
+            user_id=user,
+            channel="fake",
+            conversation_id=f"fake:{user}",
+            metadata={"name": "王芳"},
+        )
+    )
+    api_ids = [server.say(HUMAN_TEXT, user_id=f"{user}-{i}")["ticket_id"] for i in range(2)]
+    context = browser.new_context(viewport={"width": width, "height": 860}, locale="zh-CN")
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        sign_in(page, server, server.agent(f"desk{width}"))
+        page.fill("#q", f"parcel{width}")
+        page.press("#q", "Enter")
+        row = page.locator(f'tr[data-ticket="{chat.ticket_id}"]')
+        expect(row).to_be_visible()
+        expect(page.locator("table.queue tbody tr")).to_have_count(1)
+        expect(row).to_contain_text("王芳")
+        row.locator("td.q a").click()
+
+        expect(page.locator("#profile")).to_contain_text("root")
+        expect(page.locator("#profile")).to_contain_text("王芳")
+        page.fill("#note-text", "客户很着急，先查物流 internal-only")
+        page.click("#add-note")
+        expect(page.locator("#notes")).to_contain_text("internal-only")
+        page.fill("#tag-form input[name=tags]", f"lost-{width}")
+        page.click("#tag-form button")
+        expect(page.locator("#tags")).to_contain_text(f"lost-{width}")
+        page.click("#claim")
+        page.fill("#reply-text", "我们正在查询您的包裹。")
+        page.click("#send")
+        expect(page.locator(".msg.agent")).to_contain_text("正在查询")
+        assert fake.sent == ["我们正在查询您的包裹。"]  # the reply went out; the note never
+        assert overflow(page) <= 0
+        if width == 1366:
+            shot(page, "ticket-desk")
+
+        page.goto(f"{server.url}/console/inbox?tag=lost-{width}")
+        expect(page.locator("table.queue tbody tr")).to_have_count(1)
+
+        page.goto(f"{server.url}/console/inbox?q={user}-")
+        for ticket_id in api_ids:
+            page.check(f'tr[data-ticket="{ticket_id}"] input[name=ticket]')
+        page.select_option("#bulk-action", "claim")
+        page.click("#bulk-apply")
+        expect(page.locator("main > .flash.ok")).to_contain_text("2")
+        for ticket_id in api_ids:
+            page.check(f'tr[data-ticket="{ticket_id}"] input[name=ticket]')
+        page.select_option("#bulk-action", "resolve")
+        assert overflow(page) <= 0
+        if width == 1366:
+            shot(page, "inbox-bulk")
+        page.click("#bulk-apply")
+        expect(page.locator("main > .flash.ok")).to_contain_text("2")
+        store = bot.store
+        assert all(store.get_ticket(i).status.value == "resolved" for i in api_ids)
+
+        conversation = f"api:{user}-0"
+        rated = httpx.post(
+            f"{server.url}/v1/csat",
+            json={"conversation_id": conversation, "rating": 4, "comment": "很快"},
+            headers={"X-Conversation-Token": server.tokens[conversation]},
+            timeout=10,
+        )
+        assert rated.status_code == 201, rated.text
+        page.goto(f"{server.url}/console/tickets/{api_ids[0]}")
+        expect(page.locator("#csat")).to_contain_text("4/5")
+        assert overflow(page) <= 0
+        if width == 390:
+            shot(page, "ticket-phone")
+    finally:
+        context.close()
+        server.state.channels.channels.pop("fake", None)

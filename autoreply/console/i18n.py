@@ -253,6 +253,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "vip_set_by": ("VIP, set by {who}", "VIP（由 {who} 设置）"),
     "not_vip": ("Not VIP", "非 VIP"),
     "conversations": ("Conversations", "会话"),
+    "csat": ("Customer rating", "客户评分"),
     "name": ("Name", "姓名"),
     "customer_id": ("Customer id", "客户 ID"),
     "email": ("E-mail", "邮箱"),

@@ -300,6 +300,7 @@ async def ticket_page(request: Request, ticket_id: int, session: SessionDep) -> 
         likely_category=guess.get(ticket.id, ""),
         customer_name=customer_name(ticket),
         notes=await asyncio.to_thread(store.list_notes, ticket_id),
+        rating=(await asyncio.to_thread(store.ratings_of, [ticket_id])).get(ticket_id),
         tags=(await asyncio.to_thread(store.tags_of, [ticket_id])).get(ticket_id, []),
         profile=await asyncio.to_thread(profile, request, ticket, everything),
         draft=session.drafts.pop(ticket_id, ""),
