@@ -130,6 +130,7 @@ def rows(request: Request, tickets: list[Ticket]) -> list[dict[str, Any]]:
     return out
 
 
+FILING_CONFIDENCE = 0.5
 _GUESSES: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
 """Per engine (a reload starts afresh): ticket id -> the category guessed for it."""
 
@@ -138,7 +139,7 @@ def likely_categories(request: Request, tickets: list[Ticket]) -> dict[int, str]
     """A business category for each ticket the bot filed under none (it only files one it is
     fairly sure of, and a request for a person or a complaint skips the search): the category
     of the nearest entry the bot considered, else of the entry it last answered from, else of
-    a fresh search of the question when that is at least as sure as a clarification. Guesses
+    a fresh search of the question when that is as sure as the bot's own filing. Guesses
     are cached per engine, so the polling inbox searches each question once."""
     bot = state_of(request).bot
     kb, engine = bot.kb, bot.engine
@@ -164,7 +165,8 @@ def likely_categories(request: Request, tickets: list[Ticket]) -> dict[int, str]
         except AutoreplyError:
             ranked = [[] for _ in todo]
         for ticket, candidates in zip(todo, ranked, strict=True):
-            sure = candidates and candidates[0].confidence >= engine.config.clarify_threshold
+            # As sure as the bot must be to file a ticket under a category itself.
+            sure = candidates and candidates[0].confidence >= FILING_CONFIDENCE
             cache[ticket.id] = out[ticket.id] = candidates[0].category if sure else ""
     if len(cache) > 10_000:
         cache.clear()
