@@ -137,10 +137,10 @@ _GUESSES: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictio
 
 def likely_categories(request: Request, tickets: list[Ticket]) -> dict[int, str]:
     """A business category for each ticket the bot filed under none (it only files one it is
-    fairly sure of, and a request for a person or a complaint skips the search): the category
-    of the nearest entry the bot considered, else of the entry it last answered from, else of
-    a fresh search of the question when that is as sure as the bot's own filing. Guesses
-    are cached per engine, so the polling inbox searches each question once."""
+    fairly sure of, and a request for a person or a complaint skips the search). In order:
+    the nearest entry the bot considered, the entry it last answered from, a fresh search of
+    the question; the first and last only as sure as the bot's own filing. Guesses are
+    cached per engine, so the polling inbox searches each question once."""
     bot = state_of(request).bot
     kb, engine = bot.kb, bot.engine
     cache = _GUESSES.setdefault(engine, {})
@@ -152,7 +152,11 @@ def likely_categories(request: Request, tickets: list[Ticket]) -> dict[int, str]
         if ticket.id in cache:
             out[ticket.id] = cache[ticket.id]
             continue
-        ids = [str(c.get("entry_id")) for c in ticket.context.get("candidates", [])[:1]]
+        ids = [
+            str(c.get("entry_id"))
+            for c in ticket.context.get("candidates", [])[:1]
+            if isinstance(c, dict) and (c.get("confidence") or 0) >= FILING_CONFIDENCE
+        ]
         ids += [str(a.get("entry_id")) for a in reversed(ticket.context.get("attempts", []))]
         found = next((kb.get(i).category for i in ids if i in kb), None)
         if found is not None:
