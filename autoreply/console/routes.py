@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from autoreply.console import knowledge, reports, tickets
+from autoreply.console import desk, knowledge, reports, tickets
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import HERE, field, page, read_form, redirect, render, secure
 from autoreply.console.sessions import (
@@ -123,5 +123,6 @@ def static(name: str) -> Response:
 
 
 router.include_router(tickets.router)
+router.include_router(desk.router)
 router.include_router(reports.router)
 router.include_router(knowledge.router)
