@@ -210,7 +210,8 @@ def gaps_accept(
     Example:  autoreply gaps accept 42 --answer "Use a type G plug." -v "plug type uk" --dry-run
     """
     from autoreply.errors import KnowledgeError
-    from autoreply.faqchange import Journal, apply, check_draft, core_variants, draft_for_topic
+    from autoreply.faqchange import apply, check_draft, core_variants, draft_for_topic
+    from autoreply.faqjournal import Journal
     from autoreply.gaps import suggest
 
     root = _knowledge_root(load_settings(knowledge, db))
@@ -296,7 +297,7 @@ def changes(
 
     Example:  autoreply changes --limit 5
     """
-    from autoreply.faqchange import Journal
+    from autoreply.faqjournal import Journal
 
     journal = Journal(_knowledge_root(load_settings(knowledge)))
     found = journal.changes()[:limit]
@@ -322,7 +323,7 @@ def undo(
     Example:  autoreply undo
     """
     from autoreply.errors import ConflictError
-    from autoreply.faqchange import Journal
+    from autoreply.faqjournal import Journal
 
     store = open_store(db)
     try:
