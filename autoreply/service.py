@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from autoreply.encoder import Encoder, get_encoder
 from autoreply.engine import Engine, language
@@ -34,6 +34,9 @@ from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import Settings
 from autoreply.store import Store, open_store
+
+if TYPE_CHECKING:
+    from autoreply.gaps import TopicRun
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +171,15 @@ class AutoReply:
 
     def close(self) -> None:
         self.store.close()
+
+    def update_gap_topics(self, *, rebuild: bool = False) -> TopicRun:
+        """Bring the FAQ gap topics up to date: new gaps join the nearest topic or form new
+        ones, with the current index's encoder (``autoreply.gaps.update_topics``). The CLI,
+        the API and the console all call this before they show topics or the weekly report;
+        ``rebuild`` forgets every topic first."""
+        from autoreply.gaps import update_topics  # clustering is not needed to answer
+
+        return update_topics(self.store, self.engine.index, rebuild=rebuild)
 
     def __enter__(self) -> AutoReply:
         return self
