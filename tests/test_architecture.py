@@ -120,6 +120,7 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"channels", "encoder", "errors", "models", "service", "settings", "store"},
     "api": {
         "channels",
+        "desk",
         "errors",
         "faqchange",
         "faqfiles",
@@ -135,6 +136,7 @@ ALLOWED: dict[str, set[str]] = {
         "weekly_render",
     },
     "console": {
+        "desk",
         "errors",
         "faqchange",
         "faqjournal",

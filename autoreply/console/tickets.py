@@ -40,9 +40,9 @@ from autoreply.console.render import (
 )
 from autoreply.console.sessions import CsrfFailed, Session, SessionDep, check_csrf
 from autoreply.desk import Bulk
-from autoreply.engine import language
 from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.models import Priority, Role, StoredMessage, Ticket, TicketStatus
+from autoreply.text import has_han
 from autoreply.web.batching import in_own_thread
 
 log = logging.getLogger("autoreply.console")
@@ -293,7 +293,7 @@ async def _scripts(request: Request, question: str, context: dict[str, Any]) -> 
         except AutoreplyError:
             ranked = []
         ids += [c.entry_id for c in ranked]
-    wanted = language(question)
+    wanted = "zh" if has_han(question) else "en"  # as KnowledgeBase.language tells entries
     seen: list[str] = []
     for entry_id in ids:
         if (
