@@ -3,7 +3,7 @@
 SQLiteStore (store/sqlite.py) and PostgresStore (store/postgres.py) are this class over
 their dialect. Its parts, by concern: conversations and tickets (sql_conversations.py),
 gaps and topics (sql_gaps.py), agents (sql_agents.py), conversation tokens and the VIP
-list (sql_trust.py); the counts for the reports, the
+list (sql_trust.py), learned variants (sql_learning.py); the counts for the reports, the
 knowledge version and housekeeping are here.
 """
 
@@ -19,6 +19,7 @@ from autoreply.store.records import Action, FeedbackCount, ReplyCount, Ticket
 from autoreply.store.sql_agents import AgentsSQL
 from autoreply.store.sql_conversations import ConversationsSQL
 from autoreply.store.sql_gaps import GapsSQL
+from autoreply.store.sql_learning import LearningSQL
 from autoreply.store.sql_trust import TrustSQL
 
 __all__ = ["SQLStore"]
@@ -105,7 +106,7 @@ class ReportsSQL(SQLCore):
         return {key: int(value) for key, value in row.items()}
 
 
-class SQLStore(ConversationsSQL, GapsSQL, AgentsSQL, ReportsSQL, TrustSQL):
+class SQLStore(ConversationsSQL, GapsSQL, AgentsSQL, ReportsSQL, TrustSQL, LearningSQL):
     """The Store protocol in SQL over ``db`` (a Dialect); ``now`` supplies the current time
     (tests pass a fake clock)."""
 
