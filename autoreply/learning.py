@@ -47,8 +47,8 @@ SCRIPT_OVERLAP = 0.8
 that entry's script, lightly edited."""
 
 _NOT_A_QUESTION = re.compile(r"^[\d\s.,#]*$")
-# Tickets opened for these reasons hold a request for a person, not a question about an entry.
-_NOT_EVIDENCE = {Reason.ASKED_FOR_HUMAN.value, Reason.COMPLAINT.value}
+# A ticket opened for a complaint holds anger, not a question about an entry.
+_NOT_EVIDENCE = {Reason.COMPLAINT.value}
 
 
 @dataclass(frozen=True)
@@ -178,10 +178,21 @@ def script_entry(kb: KnowledgeBase, reply: str) -> str | None:
 
 
 def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) -> Learned | None:
-    """An agent's reply that is an entry's script answers the ticket's question."""
-    if ticket.reason.value in _NOT_EVIDENCE:
-        return None
+    """An agent's reply that is an entry's script answers the ticket's question (for a
+    request for a person, the customer's message before it; a complaint is no question)."""
     question = ticket.context.get("question")
+    candidates = ticket.context.get("candidates") or []
+    if ticket.reason is Reason.ASKED_FOR_HUMAN:
+        asked = ticket.context.get("messages") or []
+        question = asked[-2].get("text") if len(asked) >= 2 else None
+        attempts = ticket.context.get("attempts") or []
+        candidates = [
+            {"entry_id": a.get("entry_id"), "confidence": a.get("confidence")}
+            for a in attempts[-1:]
+            if a.get("entry_id")
+        ]
+    elif ticket.reason.value in _NOT_EVIDENCE:
+        return None
     entry_id = script_entry(kb, reply.text)
     if not question or entry_id is None:
         return None
@@ -191,7 +202,7 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
         LearningSource.AGENT_SCRIPT,
         ticket.conversation_id,
         reply.id,
-        ticket.context.get("candidates") or [],
+        candidates,
     )
 
 
