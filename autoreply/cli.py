@@ -17,6 +17,7 @@ from rich.table import Table
 
 from autoreply.cli_eval import register as register_eval
 from autoreply.cli_gaps import register as register_gaps
+from autoreply.cli_learn import register as register_learn
 from autoreply.cli_service import register as register_service
 
 if TYPE_CHECKING:
@@ -500,6 +501,7 @@ def config(
 register_eval(app)
 register_service(app)
 register_gaps(app, gaps_app)
+register_learn(app)
 
 
 def main() -> None:

@@ -266,6 +266,13 @@ def drafts(store: Store, kb: KnowledgeBase, variant_ids: Sequence[int]) -> list[
                 f"candidate variant {v.id} belongs to entry '{v.entry_id}', which is no "
                 "longer in the knowledge base; dismiss it"
             )
+    owner: dict[str, int] = {}
+    for v in chosen:
+        if owner.setdefault(v.normalized, v.id) != v.id:
+            raise ConflictError(
+                f"candidate variants {owner[v.normalized]} and {v.id} are one text for two "
+                "entries; accept one of them"
+            )
     out = []
     for entry_id, variants in by_entry(chosen).items():
         entry = kb.get(entry_id)
@@ -298,15 +305,14 @@ def accept(
     faqchange.writable_root(knowledge)
     journal = Journal(knowledge)
     changes = []
-    todo = drafts(store, kb, variant_ids)
-    for i, draft in enumerate(todo):
-        # Every draft is checked against the knowledge as the earlier ones left it.
-        change = faqchange.apply(
-            kb, draft, journal=journal, action="learn", by=by, force=force, store=store
+    for draft in drafts(store, kb, variant_ids):
+        # One entry per draft, each edited once, read from its file as the earlier drafts
+        # left it; a text chosen for two entries was refused by drafts().
+        changes.append(
+            faqchange.apply(
+                kb, draft, journal=journal, action="learn", by=by, force=force, store=store
+            )
         )
-        changes.append(change)
-        if i + 1 < len(todo):
-            kb = _reread(kb, knowledge)
     try:
         reload()
     except BaseException:
@@ -314,12 +320,6 @@ def accept(
             journal.undo(by=f"{by} (reload failed)", store=store)
         raise
     return changes
-
-
-def _reread(kb: KnowledgeBase, knowledge: Path) -> KnowledgeBase:
-    from autoreply.knowledge import load_knowledge
-
-    return load_knowledge(knowledge)
 
 
 def dismiss(store: Store, variant_ids: Sequence[int], *, by: str) -> list[LearnedVariant]:

@@ -57,6 +57,7 @@ from autoreply import faqchange, learning  # noqa: E402
 from autoreply.evaluation import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.faqjournal import Journal  # noqa: E402
 from autoreply.gaps import TopicConfig, suggest, update_topics  # noqa: E402
+from autoreply.knowledge import load_knowledge  # noqa: E402
 from autoreply.models import Action, Message  # noqa: E402
 from autoreply.service import AutoReply  # noqa: E402
 from autoreply.settings import HoursConfig, Settings  # noqa: E402
@@ -205,6 +206,7 @@ def team_reviews(
     """What a product team does after a week: accept pure topics and learned variants."""
     update_topics(bot.store, bot.engine.index, config=TopicConfig())
     journal = Journal(knowledge)
+    kb = bot.kb
     accepted_entries: list[dict[str, Any]] = []
     for topic in bot.store.gap_topics(status=TopicStatus.OPEN):
         gaps = bot.store.topic_gaps(topic_id=topic.id)
@@ -223,32 +225,25 @@ def team_reviews(
                 continue
         elif topic.entry_id != majority:
             continue
-        suggestion = suggest(bot.store, topic, kb=bot.kb)
+        suggestion = suggest(bot.store, topic, kb=kb)
         ticks = faqchange.core_variants(suggestion, bot.engine.index)
         chosen = [v for v, t in zip(suggestion.variants, ticks, strict=True) if t]
         answer = held_answer(majority) if topic.kind is TopicKind.NEW else None
         draft = faqchange.draft_for_topic(
             bot.store,
             topic.id,
-            kb=bot.kb,
+            kb=kb,
             knowledge=knowledge,
             variants=chosen,
             answer=answer,
             by=TEAM,
         )
-        try:
-            faqchange.commit(
-                bot.kb,
-                draft,
-                journal=journal,
-                reload=bot.reload,
-                action="accept",
-                by=TEAM,
-                store=bot.store,
-            )
+        try:  # written now, loaded by the one reload below (a reload is ~30 s)
+            faqchange.apply(kb, draft, journal=journal, action="accept", by=TEAM, store=bot.store)
         except Exception as exc:  # a conflict: a team would not force it
             accepted_entries.append({"topic": topic.id, "refused": str(exc)[:120]})
             continue
+        kb = load_knowledge(knowledge)
         if topic.kind is TopicKind.NEW:
             truth.entry_for[majority] = draft.entry.id
         accepted_entries.append(
@@ -365,8 +360,8 @@ def main() -> None:
         help="a shared-format set folder with gap_topic (repeatable) "
         "[default: clinc150_gap and massive_zh_cn_gap]",
     )
-    parser.add_argument("--in-scope", type=int, default=1200)
-    parser.add_argument("--oos", type=int, default=300)
+    parser.add_argument("--in-scope", type=int, default=1000)
+    parser.add_argument("--oos", type=int, default=250)
     parser.add_argument("--purity", type=float, default=0.7)
     parser.add_argument("--min-count", type=int, default=1)
     parser.add_argument("--limit", type=int, help="replay only this many (a smoke test)")
