@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import autoreply
-from autoreply.api import admin, agents, customer, insights, ops
+from autoreply.api import admin, agents, customer, insights, learning, ops
 from autoreply.api.batching import (
     MicroBatcher,
     blas_on_one_thread,
@@ -143,7 +143,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (customer, agents, admin, insights, ops):
+    for module in (customer, agents, admin, learning, insights, ops):
         app.include_router(module.router)
     app.include_router(console_router)  # the agent console and dashboard, under /console
     # add_middleware wraps: the last added runs first.
