@@ -1,6 +1,6 @@
 """The ASGI entry point: ``uvicorn server:app``. Configuration comes from Settings
 (``AUTOREPLY_*`` environment variables or ``autoreply.toml``)."""
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 
 app = create_app()

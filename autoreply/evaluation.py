@@ -27,14 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoreply import metrics as m
+from autoreply import ranking_metrics as m
 from autoreply.encoder import Encoder, Kind, get_encoder
 from autoreply.engine import Engine
 from autoreply.errors import ConfigError, QuestionFormatError
-from autoreply.gaps import TopicConfig, cluster_quality
-from autoreply.knowledge import KnowledgeBase, load_knowledge
-from autoreply.models import Action, Candidate, Decision
-from autoreply.report import (
+from autoreply.eval_report import (
     ConfusedPair,
     Counts,
     DecisionMix,
@@ -44,6 +41,9 @@ from autoreply.report import (
     Latency,
     Thresholds,
 )
+from autoreply.gaps import TopicConfig, cluster_quality
+from autoreply.knowledge import KnowledgeBase, load_knowledge
+from autoreply.models import Action, Candidate, Decision
 from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import EngineConfig
 

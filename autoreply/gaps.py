@@ -43,8 +43,8 @@ from pydantic import BaseModel, Field
 
 from autoreply.errors import ConfigError
 from autoreply.knowledge import KnowledgeBase
-from autoreply.metrics import ClusterQuality
 from autoreply.models import Ticket, TicketStatus
+from autoreply.ranking_metrics import ClusterQuality
 from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
 from autoreply.store import (

@@ -48,12 +48,12 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  #
 
 from autoreply.evaluation import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.gaps import TopicConfig, update_topics  # noqa: E402
-from autoreply.insights import week_of  # noqa: E402
 from autoreply.models import Message  # noqa: E402
 from autoreply.service import AutoReply  # noqa: E402
 from autoreply.settings import HoursConfig, Settings  # noqa: E402
 from autoreply.store import Store, TopicKind  # noqa: E402
 from autoreply.store.sqlite import SQLiteStore  # noqa: E402
+from autoreply.weekly_data import week_of  # noqa: E402
 
 SEED = 42
 HELD_OUT = 15

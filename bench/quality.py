@@ -47,10 +47,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from autoreply.eval_report import EvalReport  # noqa: E402
 from autoreply.evaluation import LabelledQuestion, evaluate_ranker, load_questions, run_eval  # noqa: E402
 from autoreply.knowledge import KnowledgeBase, load_knowledge  # noqa: E402
 from autoreply.models import Candidate  # noqa: E402
-from autoreply.report import EvalReport  # noqa: E402
 from autoreply.text import has_han, normalize  # noqa: E402
 
 SETS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -79,7 +79,7 @@ def serve(port: int, workdir: Path, encoder: str = "e5") -> None:
     """Run the service on 127.0.0.1:port (the child process's job)."""
     import uvicorn
 
-    from autoreply.api.app import create_app
+    from autoreply.app import create_app
     from autoreply.knowledge import bundled_knowledge_dir
     from autoreply.settings import HoursConfig, ServerConfig, Settings
 

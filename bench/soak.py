@@ -69,7 +69,7 @@ QUESTIONS = REPO / "eval" / "demo_questions.jsonl"
 RESULTS = HERE / "results" / "soak.json"
 SERVE = """
 import sys, uvicorn
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 AGENTS = ["ann", "bo", "cy", "di"]

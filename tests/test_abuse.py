@@ -31,7 +31,7 @@ import yaml
 from fastapi.testclient import TestClient
 from test_server import agent, module_settings, roomy, state
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
 from autoreply.knowledge import load_knowledge
 from autoreply.models import Role
@@ -40,7 +40,7 @@ from autoreply.store import AgentRole
 JSON_ = "application/json"
 JSON = {"Content-Type": JSON_}
 MAX_TEXT = 4000  # ServerConfig.max_text_chars (default)
-UPLOAD_LIMIT = 16 * 1024 * 1024  # autoreply.api.limits.UPLOAD_MAX_BYTES
+UPLOAD_LIMIT = 16 * 1024 * 1024  # autoreply.web.limits.UPLOAD_MAX_BYTES
 
 
 class HookEncoder(HashingEncoder):

@@ -34,7 +34,7 @@ from test_channels_slack import event as slack_event
 from test_channels_slack import signed as slack_signed
 from test_server import HUMAN, agent, module_settings, roomy, state
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.channels.config import (
     ChannelsConfig,
     FeishuConfig,

@@ -39,7 +39,7 @@ from test_channels_wecom import AES_KEY, CORP, inbound, reference_encrypt, refer
 from test_channels_wecom import TOKEN as WECOM_TOKEN
 from test_server import HUMAN, agent, error, module_settings, roomy, state
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.channels import generic
 from autoreply.channels.config import (
     ChannelsConfig,

@@ -25,11 +25,11 @@ from test_gaps import ROCKET
 from test_server import roomy
 from test_server_uvicorn import free_port
 
-from autoreply.api.app import create_app
-from autoreply.api.state import ServiceState
+from autoreply.app import create_app
 from autoreply.encoder import HashingEncoder
 from autoreply.settings import Settings
 from autoreply.store import AgentRole, new_token
+from autoreply.web.state import ServiceState
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 

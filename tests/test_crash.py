@@ -27,7 +27,7 @@ from autoreply.store import Store, open_store
 
 SERVE = """
 import sys, uvicorn
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 app = create_app(knowledge_poll_seconds=None)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """

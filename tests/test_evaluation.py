@@ -15,10 +15,11 @@ import typer
 from conftest import write_small_faq
 from typer.testing import CliRunner
 
-from autoreply import metrics as m
-from autoreply.cli_eval import register
+from autoreply import ranking_metrics as m
+from autoreply.cli.eval import register
 from autoreply.encoder import HashingEncoder
 from autoreply.errors import ConfigError, QuestionFormatError
+from autoreply.eval_report import SCHEMA_VERSION, EvalReport, compare, load_report, write_report
 from autoreply.evaluation import (
     LabelledQuestion,
     build_report,
@@ -29,7 +30,6 @@ from autoreply.evaluation import (
 )
 from autoreply.knowledge import KnowledgeBase, load_knowledge
 from autoreply.models import Candidate
-from autoreply.report import SCHEMA_VERSION, EvalReport, compare, load_report, write_report
 
 HOSTILE = "<b>vip</b> & <script>alert(1)</script>"
 

@@ -12,7 +12,7 @@ import typer
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from autoreply.cli_gaps import register
+from autoreply.cli.gaps import register
 from autoreply.errors import ConfigError, ConflictError, KnowledgeError
 from autoreply.faqchange import Journal, apply, draft_for_topic
 from autoreply.gaps import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoreply.api.errors import RateLimited
-from autoreply.api.limits import TokenBuckets
+from autoreply.web.errors import RateLimited
+from autoreply.web.limits import TokenBuckets
 
 
 class Clock:

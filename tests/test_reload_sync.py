@@ -15,7 +15,7 @@ from conftest import SMALL_FAQ
 from fastapi.testclient import TestClient
 from test_server import roomy, send
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.encoder import Encoder, HashingEncoder
 from autoreply.errors import AutoreplyError
 from autoreply.service import AutoReply

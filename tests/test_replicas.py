@@ -29,7 +29,7 @@ pytestmark = pytest.mark.postgres
 
 SERVE = """
 import sys, uvicorn
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 app = create_app(knowledge_poll_seconds=0.2)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """

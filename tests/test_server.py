@@ -18,11 +18,11 @@ from conftest import ALWAYS_OPEN, write_small_faq
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from autoreply.api.app import create_app
-from autoreply.api.state import ServiceState
+from autoreply.app import create_app
 from autoreply.encoder import Encoder, HashingEncoder
 from autoreply.settings import ServerConfig, Settings
 from autoreply.store import AgentRole, new_token, open_store
+from autoreply.web.state import ServiceState
 
 HUMAN = "I want to talk to a human"
 

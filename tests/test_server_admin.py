@@ -16,7 +16,7 @@ from conftest import SMALL_FAQ
 from fastapi.testclient import TestClient
 from test_server import agent, error, escalate, roomy, send, served, state
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
 from autoreply.settings import Settings
 from autoreply.store import AgentRole

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from test_server import concurrently, roomy
 
-from autoreply.api.app import create_app
-from autoreply.api.batching import MicroBatcher, blas_on_one_thread, single_threaded_math
+from autoreply.app import create_app
 from autoreply.encoder import Encoder, HashingEncoder, Kind
 from autoreply.errors import AutoreplyError, StoreError
 from autoreply.knowledge import bundled_knowledge_dir
 from autoreply.models import Action, Message, Reason, Reply
 from autoreply.service import AutoReply
 from autoreply.settings import Settings
+from autoreply.web.batching import MicroBatcher, blas_on_one_thread, single_threaded_math
 
 
 def fake_reply(message: Message) -> Reply:

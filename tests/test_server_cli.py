@@ -1,4 +1,4 @@
-"""``autoreply serve`` and ``autoreply agents ...`` (autoreply.cli_service), on their own typer
+"""``autoreply serve`` and ``autoreply agents ...`` (autoreply.cli.server), on their own typer
 app so they are tested whether or not autoreply.cli has registered them yet."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from autoreply.cli_service import register
+from autoreply.cli.server import register
 from autoreply.store.sqlite import SQLiteStore
 
 runner = CliRunner()

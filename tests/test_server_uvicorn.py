@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from test_server import roomy
 
-from autoreply.api.app import create_app
+from autoreply.app import create_app
 from autoreply.encoder import HashingEncoder
 from autoreply.settings import Settings
 

@@ -19,10 +19,7 @@ from fastapi import APIRouter, File, Query, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoreply.api.auth import AdminDep
-from autoreply.api.batching import in_own_thread
-from autoreply.api.errors import ERROR_RESPONSES, Invalid
 from autoreply.api.schemas import ReloadResult, Stats, UploadResult
-from autoreply.api.state import StateDep
 from autoreply.errors import ConflictError, FAQFormatError, KnowledgeInvalid
 from autoreply.faqchange import (
     Journal,
@@ -39,6 +36,9 @@ from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry
 from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
 from autoreply.store import DeliveryStatus, Interception, Vip
+from autoreply.web.batching import in_own_thread
+from autoreply.web.errors import ERROR_RESPONSES, Invalid
+from autoreply.web.state import StateDep
 
 router = APIRouter(
     prefix="/v1/admin",

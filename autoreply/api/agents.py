@@ -18,7 +18,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from autoreply.api.auth import AgentDep
-from autoreply.api.errors import ERROR_RESPONSES, ProhibitedPhrase
 from autoreply.api.schemas import (
     AgentReply,
     PromoteIn,
@@ -28,9 +27,10 @@ from autoreply.api.schemas import (
     TicketView,
     TransferIn,
 )
-from autoreply.api.state import StateDep
 from autoreply.errors import ConflictError
 from autoreply.models import FAQCandidate, Priority, TicketStatus
+from autoreply.web.errors import ERROR_RESPONSES, ProhibitedPhrase
+from autoreply.web.state import StateDep
 
 log = logging.getLogger("autoreply.api")
 

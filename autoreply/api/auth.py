@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from autoreply.api.errors import Forbidden, Unauthorized
-from autoreply.api.state import ServiceState, StateDep
 from autoreply.store import Agent, AgentRole
+from autoreply.web.errors import Forbidden, Unauthorized
+from autoreply.web.state import ServiceState, StateDep
 
 _bearer = HTTPBearer(
     auto_error=False,

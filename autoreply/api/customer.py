@@ -30,14 +30,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
 
 from autoreply.api.auth import BearerDep, agent_for
-from autoreply.api.errors import ERROR_RESPONSES, Forbidden, Unauthorized
 from autoreply.api.schemas import Conversation, FeedbackIn
-from autoreply.api.state import ServiceState, StateDep
 from autoreply.channels.base import check_fresh, reject, same
 from autoreply.channels.generic import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request
 from autoreply.errors import NotFoundError
 from autoreply.models import TRUSTED_METADATA, Feedback, Message, MessageIn, Reply
 from autoreply.store import hash_token, new_token
+from autoreply.web.errors import ERROR_RESPONSES, Forbidden, Unauthorized
+from autoreply.web.state import ServiceState, StateDep
 
 log = logging.getLogger("autoreply.api")
 

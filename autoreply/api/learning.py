@@ -10,12 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from autoreply import learning
 from autoreply.api.admin import reload_result
 from autoreply.api.auth import AdminDep
-from autoreply.api.batching import in_own_thread
-from autoreply.api.errors import ERROR_RESPONSES
 from autoreply.api.schemas import ReloadResult
-from autoreply.api.state import StateDep
 from autoreply.service import resolve_knowledge_path
 from autoreply.store import LearnedVariant, VariantStatus
+from autoreply.web.batching import in_own_thread
+from autoreply.web.errors import ERROR_RESPONSES
+from autoreply.web.state import StateDep
 
 router = APIRouter(
     prefix="/v1/admin/learning",

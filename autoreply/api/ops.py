@@ -2,7 +2,7 @@
 
 ``/healthz`` is 200 while the process serves requests. ``/readyz`` is 200 when the knowledge
 index is loaded and the database answers, else 503 naming the failing check: point the load
-balancer at it. ``/metrics`` is the Prometheus text format (see ``autoreply.api.metrics``).
+balancer at it. ``/metrics`` is the Prometheus text format (see ``autoreply.web.prometheus``).
 """
 
 from __future__ import annotations

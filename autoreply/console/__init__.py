@@ -1,6 +1,6 @@
 """The agent console and insights dashboard: server-rendered pages on the service's own app.
 
-``autoreply.api.app`` includes ``router`` (every path under ``/console``). Pages: sign-in
+``autoreply.app`` includes ``router`` (every path under ``/console``). Pages: sign-in
 with an agent token, the inbox (live queue with SLA colours), a ticket (conversation,
 handoff payload, claim / transfer / resolve / reply / promote), FAQ gaps, the weekly report
 and the knowledge base. Jinja2 templates and one small vanilla-JS file ship in the package;
@@ -11,7 +11,7 @@ nothing is fetched from elsewhere. The UI speaks English and Chinese.
     render.py     templates, page context, SLA colours
     routes.py     sign-in, static files, the page routers below
     tickets.py    inbox and ticket pages
-    insights.py   gaps and report pages
+    reports.py    gaps and report pages
     knowledge.py  knowledge pages and FAQ candidates
     editing.py    writing entries back to knowledge files, then reloading
 """

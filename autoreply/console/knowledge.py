@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
-from autoreply.api.batching import in_own_thread
 from autoreply.console import editing
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import field as form_field
@@ -23,6 +22,7 @@ from autoreply.console.sessions import Session, SessionDep
 from autoreply.errors import AutoreplyError
 from autoreply.models import CandidateStatus, FAQEntry
 from autoreply.text import normalize
+from autoreply.web.batching import in_own_thread
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

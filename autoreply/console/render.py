@@ -22,11 +22,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.datastructures import FormData
 
-from autoreply.api.state import ServiceState
 from autoreply.console.i18n import LANG_COOKIE, Lang, Translator, pick_language
 from autoreply.console.sessions import CsrfFailed, Session, check_csrf, current_session
 from autoreply.errors import KnowledgeError, NotFoundError
 from autoreply.models import Ticket
+from autoreply.web.state import ServiceState
 
 HERE = Path(__file__).parent
 SLA_MINUTES = {"vip": 5, "normal": 30}

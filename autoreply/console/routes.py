@@ -1,6 +1,6 @@
 """The console's router: sign-in and sign-out, static files, and the page routers.
 
-``autoreply.api.app`` includes ``router`` once; every console path starts with ``/console``
+``autoreply.app`` includes ``router`` once; every console path starts with ``/console``
 (each page router carries the prefix itself, so logs and metrics name whole route templates)
 and none appears in the OpenAPI schema. Static files are served from the package's
 ``static/`` folder by name (no directory listing, nothing outside it).
@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from autoreply.console import insights, knowledge, tickets
+from autoreply.console import knowledge, reports, tickets
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import HERE, field, page, read_form, redirect, render, secure
 from autoreply.console.sessions import (
@@ -123,5 +123,5 @@ def static(name: str) -> Response:
 
 
 router.include_router(tickets.router)
-router.include_router(insights.router)
+router.include_router(reports.router)
 router.include_router(knowledge.router)

@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from autoreply.api.batching import in_own_thread
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import (
     SLA_MINUTES,
@@ -34,6 +33,7 @@ from autoreply.console.render import (
 from autoreply.console.sessions import CsrfFailed, Session, SessionDep, check_csrf
 from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.models import Priority, Role, Ticket, TicketStatus
+from autoreply.web.batching import in_own_thread
 
 log = logging.getLogger("autoreply.console")
 router = APIRouter(prefix="/console", include_in_schema=False)

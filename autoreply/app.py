@@ -2,7 +2,7 @@
 
 The lifespan builds the bot (``AutoReply.from_settings``: knowledge, index, store), the
 micro-batcher and the chat channels, and keeps them on ``app.state.service``; handlers reach
-them through ``Depends`` (``autoreply.api.state``). A background task checks the store's
+them through ``Depends`` (``autoreply.web.state``). A background task checks the store's
 knowledge version every few seconds, so a reload on one replica reaches all of them.
 Middleware, outermost first: request id, JSON log line and request metrics; per-IP rate
 limit; body size limit.
@@ -21,25 +21,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import autoreply
-from autoreply.api import admin, agents, customer, insights, learning, ops
-from autoreply.api.batching import (
-    MicroBatcher,
-    blas_on_one_thread,
-    in_own_thread,
-    single_threaded_math,
-)
-from autoreply.api.delivery import Channels
-from autoreply.api.errors import install_error_handlers
-from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
-from autoreply.api.logs import RequestContext, configure_logging
-from autoreply.api.metrics import Metrics
-from autoreply.api.state import ServiceState
+from autoreply.api import admin, agents, customer, learning, ops, reports
 from autoreply.console import router as console_router
 from autoreply.encoder import Encoder
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply
 from autoreply.service import AutoReply
 from autoreply.settings import Settings
+from autoreply.web.batching import (
+    MicroBatcher,
+    blas_on_one_thread,
+    in_own_thread,
+    single_threaded_math,
+)
+from autoreply.web.delivery import Channels
+from autoreply.web.errors import install_error_handlers
+from autoreply.web.limits import BodyLimit, IpRateLimit, TokenBuckets
+from autoreply.web.logs import RequestContext, configure_logging
+from autoreply.web.prometheus import Metrics
+from autoreply.web.state import ServiceState
 
 log = logging.getLogger("autoreply.api")
 
@@ -143,7 +143,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (customer, agents, admin, learning, insights, ops):
+    for module in (customer, agents, admin, learning, reports, ops):
         app.include_router(module.router)
     app.include_router(console_router)  # the agent console and dashboard, under /console
     # add_middleware wraps: the last added runs first.

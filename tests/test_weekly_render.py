@@ -15,11 +15,11 @@ import pytest
 
 from autoreply.errors import ConfigError
 from autoreply.gaps import update_topics
-from autoreply.insights import WeeklyReport, week_of, weekly_report
 from autoreply.models import Priority, Reason
 from autoreply.service import AutoReply
 from autoreply.store.sqlite import SQLiteStore
-from autoreply.weekly import render, to_csv, to_html, to_markdown, write
+from autoreply.weekly_data import WeeklyReport, week_of, weekly_report
+from autoreply.weekly_render import render, to_csv, to_html, to_markdown, write
 
 PHONE, EMAIL = "13812345678", "li.wei@example.com"
 NASTY = [

@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoreply.cli_eval import register as register_eval
-from autoreply.cli_gaps import register as register_gaps
-from autoreply.cli_learn import register as register_learn
-from autoreply.cli_service import register as register_service
+from autoreply.cli.eval import register as register_eval
+from autoreply.cli.gaps import register as register_gaps
+from autoreply.cli.learn import register as register_learn
+from autoreply.cli.server import register as register_service
 
 if TYPE_CHECKING:
     from autoreply.models import Reply, Ticket

@@ -16,14 +16,14 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from autoreply.api.auth import AgentDep
-from autoreply.api.batching import in_own_thread
-from autoreply.api.errors import ERROR_RESPONSES, Invalid
-from autoreply.api.state import ServiceState, StateDep
 from autoreply.errors import ConfigError
 from autoreply.gaps import Suggestion, suggest, update_topics
-from autoreply.insights import WeeklyReport, parse_week, week_of, weekly_report
 from autoreply.store import GapTopic, TopicKind, TopicStatus
-from autoreply.weekly import render
+from autoreply.web.batching import in_own_thread
+from autoreply.web.errors import ERROR_RESPONSES, Invalid
+from autoreply.web.state import ServiceState, StateDep
+from autoreply.weekly_data import WeeklyReport, parse_week, week_of, weekly_report
+from autoreply.weekly_render import render
 
 router = APIRouter(
     prefix="/v1/insights",

@@ -4,7 +4,7 @@ EvalReport is what ``run_eval`` returns and what ``report.json`` holds (``schema
 up when a field changes meaning). ``compare`` is the regression gate: it reads only the flat
 ``summary`` of a baseline, so a baseline written by an older version still works.
 ``write_report`` writes report.json and a self-contained report.html (inline SVG charts, no
-scripts); the terminal summary is ``autoreply.cli_eval.print_summary``.
+scripts); the terminal summary is ``autoreply.cli.eval.print_summary``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from autoreply import __version__
 from autoreply.errors import ConfigError
-from autoreply.metrics import CalibrationBin, CategoryScore, CurvePoint
+from autoreply.ranking_metrics import CalibrationBin, CategoryScore, CurvePoint
 
 SCHEMA_VERSION = 1
 

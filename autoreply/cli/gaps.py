@@ -1,7 +1,7 @@
 """``autoreply gaps topics | suggest | accept | dismiss``, ``changes``, ``undo`` and ``report``.
 
 ``register(app, gaps_app)`` adds them to the main Typer app and its ``gaps`` group
-(autoreply/cli.py calls it). Heavy modules are imported inside the commands so that
+(autoreply/cli/__init__.py calls it). Heavy modules are imported inside the commands so that
 ``autoreply --help`` stays fast. The library side of ``gaps accept`` and ``undo`` is
 autoreply.faqchange, shared with the console and the admin API.
 """
@@ -375,8 +375,8 @@ def report(
     """
     from datetime import UTC, datetime
 
-    from autoreply.insights import parse_week, week_of, weekly_report
-    from autoreply.weekly import FORMATS, render, write
+    from autoreply.weekly_data import parse_week, week_of, weekly_report
+    from autoreply.weekly_render import FORMATS, render, write
 
     if fmt not in FORMATS:
         raise typer.BadParameter(

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autoreply.api.errors import RateLimited, error_body
-from autoreply.api.metrics import Metrics
+from autoreply.web.errors import RateLimited, error_body
+from autoreply.web.prometheus import Metrics
 
 UPLOAD_PATHS = ("/v1/admin/knowledge",)
 UPLOAD_MAX_BYTES = 16 * 1024 * 1024

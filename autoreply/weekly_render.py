@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from autoreply.errors import ConfigError
-from autoreply.insights import CountNode, TicketGroup, TopicLine, WeeklyReport
 from autoreply.redact import redact
+from autoreply.weekly_data import CountNode, TicketGroup, TopicLine, WeeklyReport
 
 Format = Literal["md", "html", "csv"]
 FORMATS: tuple[str, ...] = ("md", "html", "csv")

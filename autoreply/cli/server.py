@@ -79,7 +79,7 @@ def serve(
     """
     import uvicorn
 
-    from autoreply.api.app import create_app
+    from autoreply.app import create_app
 
     app = create_app(_settings(knowledge, db))
     # The app logs one JSON line per request (with its request id): no uvicorn access log.

@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
-from autoreply.api.metrics import Metrics
 from autoreply.channels.config import ChannelsConfig
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply, StoredMessage, Ticket
 from autoreply.store import Delivery, DeliveryStatus, Store
+from autoreply.web.prometheus import Metrics
 
 if TYPE_CHECKING:
     from autoreply.channels.base import Channel

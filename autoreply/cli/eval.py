@@ -1,7 +1,7 @@
 """The ``autoreply eval`` command and the terminal summary of an evaluation report.
 
-``register(app)`` adds the command to the main Typer app (autoreply/cli.py calls it). Heavy
-modules are imported inside the command so that ``autoreply --help`` stays fast.
+``register(app)`` adds the command to the main Typer app (``autoreply.cli`` calls it).
+Heavy modules are imported inside the command so that ``autoreply --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from autoreply.metrics import CategoryScore
-    from autoreply.report import EvalReport
+    from autoreply.eval_report import EvalReport
+    from autoreply.ranking_metrics import CategoryScore
 
 out = Console()
 err = Console(stderr=True)
@@ -32,7 +32,7 @@ def _pct(value: float | None) -> str:
 
 def print_summary(report: EvalReport, console: Console | None = None) -> None:
     """Headline metrics, thresholds, decisions, weakest categories and confusions, in rich."""
-    from autoreply.report import headline
+    from autoreply.eval_report import headline
 
     con = console or out
     table = Table(title=f"autoreply eval: {report.questions}", show_header=False, box=None)
@@ -109,8 +109,8 @@ def eval_command(
 
     Example:  autoreply eval -k knowledge/ -q eval/demo_questions.jsonl --out eval-report
     """
+    from autoreply.eval_report import compare, load_report, write_report
     from autoreply.evaluation import run_eval
-    from autoreply.report import compare, load_report, write_report
     from autoreply.settings import Settings
 
     if questions is None and split is None:

@@ -2,10 +2,10 @@
 entry to accept or dismiss) and the weekly report (week picker, charts, downloads).
 
 The same data as ``/v1/insights``: listing topics clusters new gaps first, and the report
-is ``autoreply.insights.weekly_report`` rendered by ``autoreply.weekly`` (the HTML report is
-shown in a frame exactly as downloaded). Accepting a topic is ``autoreply gaps accept``
-(autoreply.faqchange) from a review form where an admin edits the entry, picks its variants
-and sees the check's verdict before saving; then the index reloads.
+is ``autoreply.weekly_data.weekly_report`` rendered by ``autoreply.weekly_render`` (the
+HTML report is shown in a frame exactly as downloaded). Accepting a topic is ``autoreply gaps
+accept`` (autoreply.faqchange) from a review form where an admin edits the entry, picks its
+variants and sees the check's verdict before saving; then the index reloads.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from autoreply.api.batching import in_own_thread
-from autoreply.api.state import ServiceState
 from autoreply.console import editing
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import field, page, read_form, redirect, render, secure, spark_points
@@ -29,9 +27,11 @@ from autoreply.console.sessions import SessionDep
 from autoreply.errors import AutoreplyError, ConfigError
 from autoreply.faqchange import Draft, Verdict, core_variants
 from autoreply.gaps import Suggestion, suggest, update_topics
-from autoreply.insights import Week, WeeklyReport, parse_week, week_of, weekly_report
 from autoreply.store import TopicKind, TopicStatus
-from autoreply.weekly import to_csv, to_html, to_markdown
+from autoreply.web.batching import in_own_thread
+from autoreply.web.state import ServiceState
+from autoreply.weekly_data import Week, WeeklyReport, parse_week, week_of, weekly_report
+from autoreply.weekly_render import to_csv, to_html, to_markdown
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 WEEKS = 8

@@ -5,7 +5,7 @@ Monday 00:00 in the team's time zone) from any Store and returns a WeeklyReport:
 deflection rate, escalations by reason and by business category (a tree with subtotals), the
 week's top gap topics with their trend, hot issues, tickets with median times by category and
 agent, not-helpful answers by entry, agent reply interceptions by phrase and FAQ suggestions.
-Rendering is autoreply.weekly's job. Customer text is redacted again here, whatever the store
+Rendering is autoreply.weekly_render's job. Customer text is redacted again here, whatever the store
 holds.
 
 Hot issues, per topic (HotRules, defaults in brackets):

@@ -13,7 +13,11 @@ import pytest
 from autoreply.encoder import Encoder
 from autoreply.errors import ConfigError
 from autoreply.gaps import update_topics
-from autoreply.insights import (
+from autoreply.models import Message
+from autoreply.service import AutoReply
+from autoreply.settings import Settings
+from autoreply.store.sqlite import SQLiteStore
+from autoreply.weekly_data import (
     HotRules,
     category_tree,
     mass_users,
@@ -23,10 +27,6 @@ from autoreply.insights import (
     week_of,
     weekly_report,
 )
-from autoreply.models import Message
-from autoreply.service import AutoReply
-from autoreply.settings import Settings
-from autoreply.store.sqlite import SQLiteStore
 
 WEEK = parse_week("2026-W47")  # Monday 16 November 2026
 

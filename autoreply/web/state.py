@@ -15,15 +15,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from autoreply.api.batching import MicroBatcher
-from autoreply.api.delivery import Channels
-from autoreply.api.errors import Invalid, RateLimited
-from autoreply.api.limits import TokenBuckets
-from autoreply.api.metrics import Metrics
 from autoreply.errors import AutoreplyError
 from autoreply.models import Action, Message, Reason, Reply
 from autoreply.service import AutoReply
 from autoreply.settings import Settings
+from autoreply.web.batching import MicroBatcher
+from autoreply.web.delivery import Channels
+from autoreply.web.errors import Invalid, RateLimited
+from autoreply.web.limits import TokenBuckets
+from autoreply.web.prometheus import Metrics
 
 log = logging.getLogger("autoreply.api")
 
