@@ -173,6 +173,19 @@ def tables(report: WeeklyReport) -> dict[str, tuple[list[str], list[list[str]]]]
                 for s in report.suggestions
             ],
         ),
+        "phrasings": (
+            ["entry", "phrasing", "status", "evidence", "flag"],
+            [
+                [
+                    p.entry_id,
+                    p.text,
+                    "learned" if p.status == "accepted" else "waiting",
+                    ", ".join(f"{k} {n}" for k, n in sorted(p.evidence.items())),
+                    p.flag or "",
+                ]
+                for p in report.phrasings
+            ],
+        ),
     }
 
 
@@ -199,6 +212,7 @@ def to_markdown(report: WeeklyReport) -> str:
         "feedback": "Answers marked not helpful (entries to rewrite)",
         "interceptions": "Agent replies intercepted, by phrase",
         "suggestions": "Suggested FAQ entries",
+        "phrasings": "Phrasings learned / waiting",
     }
     data = tables(report)
     for key, title in titles.items():
@@ -341,6 +355,7 @@ def to_html(report: WeeklyReport) -> str:
         "feedback": "Answers marked not helpful (entries to rewrite)",
         "interceptions": "Agent replies intercepted, by phrase",
         "suggestions": "Suggested FAQ entries",
+        "phrasings": "Phrasings learned / waiting",
     }
     needs = {i for i, s in enumerate(report.suggestions) if s.needs_answer}
     for key, title in sections.items():
