@@ -6,7 +6,9 @@
 - AgentStore: agents (bearer tokens, kept as sha256 only), prohibited-phrase interceptions
   and reply deliveries;
 - ReportStore: the counts behind the admin stats and the weekly report;
-- Store: all four, plus transactions, the knowledge version that tells every replica of
+- TrustStore: conversation customer tokens and the VIP list;
+- LearningStore: candidate variants learned from answered conversations (autoreply.learning);
+- Store: all of them, plus transactions, the knowledge version that tells every replica of
   the service to reload, and housekeeping.
 
 The one implementation is SQLStore (store/sql.py) over SQLite (default) or PostgreSQL
