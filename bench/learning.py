@@ -208,6 +208,7 @@ def team_reviews(
     journal = Journal(knowledge)
     kb = bot.kb
     accepted_entries: list[dict[str, Any]] = []
+    seen: list[dict[str, Any]] = []
     for topic in bot.store.gap_topics(status=TopicStatus.OPEN):
         gaps = bot.store.topic_gaps(topic_id=topic.id)
         labels = [
@@ -218,6 +219,14 @@ def team_reviews(
         names = Counter(q.gap_topic or q.expected_id or "out_of_scope" for q in labels)
         majority, count = names.most_common(1)[0]
         share = count / len(labels)
+        seen.append(
+            {
+                "kind": topic.kind.value,
+                "size": len(labels),
+                "majority": majority,
+                "purity": round(share, 2),
+            }
+        )
         if share < purity:
             continue
         if topic.kind is TopicKind.NEW:
@@ -270,6 +279,7 @@ def team_reviews(
     return {
         "topics_accepted": [a for a in accepted_entries if "entry" in a],
         "topics_refused": [a for a in accepted_entries if "refused" in a],
+        "open_topics": seen,
         "variants_accepted": len(due),
         "variants_flagged": sum(1 for v in waiting if v.flag),
         "variants_waiting": len(waiting) - len(due),
@@ -298,10 +308,11 @@ def run(
         start = time.perf_counter()
         with AutoReply.from_settings(settings) as bot:
             timings["index_build_s"] = time.perf_counter() - start
+            conversations: dict[str, LabelledQuestion] = {}
             for number, week in enumerate(weeks, start=1):
                 start = time.perf_counter()
                 stats = live_week(bot, number, week, truth, language)
-                conversations = stats.pop("_conversations")
+                conversations |= stats.pop("_conversations")
                 timings[f"week{number}_replay_s"] = time.perf_counter() - start
                 start = time.perf_counter()
                 stats["review"] = team_reviews(
@@ -310,6 +321,7 @@ def run(
                 stats["held_out_answerable_after"] = len(truth.entry_for)
                 timings[f"week{number}_review_s"] = time.perf_counter() - start
                 results.append(stats)
+                print(json.dumps(stats["review"]["open_topics"]), flush=True)
                 print(
                     f"week {number}: right {stats['answered_right']:.3f} wrong "
                     f"{stats['answered_wrong']:.3f} clarified {stats['clarified']:.3f} escalated "
