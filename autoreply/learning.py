@@ -327,9 +327,16 @@ def dismiss(store: Store, variant_ids: Sequence[int], *, by: str) -> list[Learne
     return store.set_variant_status(list(variant_ids), VariantStatus.DISMISSED, by=by)
 
 
-def due(store: Store, *, min_count: int) -> list[LearnedVariant]:
+def due(store: Store, *, min_count: int, kb: KnowledgeBase | None = None) -> list[LearnedVariant]:
     """Pending, unflagged variants with at least ``min_count`` pieces of evidence (none when
-    ``min_count`` is 0: automation off)."""
+    ``min_count`` is 0: automation off); with ``kb``, only those of its entries whose text no
+    other entry of it has now (the knowledge may have grown since the evidence came in)."""
     if min_count <= 0:
         return []
-    return [v for v in pending(store) if v.flag is None and v.count >= min_count]
+    found = [v for v in pending(store) if v.flag is None and v.count >= min_count]
+    if kb is None:
+        return found
+    taken = owners(kb)
+    return [
+        v for v in found if v.entry_id in kb and not (taken.get(v.normalized, set()) - {v.entry_id})
+    ]

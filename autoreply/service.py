@@ -429,6 +429,8 @@ class AutoReply:
             return
         if variant.status is not learning.VariantStatus.PENDING:
             return
+        if learning.flag_for(self.kb, variant.entry_id, variant.normalized, (), answer_threshold=1):
+            return  # another entry has this text by now
         try:
             learning.accept(
                 self.store,
