@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from autoreply.models import (
     Action,
@@ -181,7 +182,7 @@ class Engine:
         conf = top.confidence if top else 0.0
         runner_up = candidates[1].probability if len(candidates) > 1 else 0.0
         close_call = top is not None and runner_up >= cfg.runner_up_ratio * top.probability
-        base = {"candidates": candidates[: cfg.max_candidates], "normalized": norm}
+        base: dict[str, Any] = {"candidates": candidates[: cfg.max_candidates], "normalized": norm}
         if top is not None and conf >= cfg.clarify_threshold:
             entry = self.kb.get(top.entry_id)
             if self._sensitive(entry):

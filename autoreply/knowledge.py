@@ -400,9 +400,9 @@ def _build(path: Path, rec: Record) -> tuple[FAQEntry | None, list[FAQFormatErro
         entry = FAQEntry.model_validate({**data, "source": f"{path}:{rec.line}"})
     except ValidationError as exc:
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else None
-            if name not in reported:
-                problems.append(problem(name, _pydantic_problem(err), _HINTS.get(name or "")))
+            where = str(err["loc"][0]) if err["loc"] else None
+            if where not in reported:
+                problems.append(problem(where, _pydantic_problem(err), _HINTS.get(where or "")))
         return None, problems
     return (None, problems) if problems else (_drop_repeats(entry), [])
 

@@ -25,6 +25,7 @@ console's knowledge page, the weekly report) all come here.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from autoreply import faqchange
-from autoreply.errors import ConflictError, KnowledgeError
+from autoreply.errors import AutoreplyError, ConflictError, KnowledgeError
 from autoreply.faqjournal import Change, Journal
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import Action, FAQCandidate, Reason, Role, StoredMessage, Ticket
@@ -41,6 +42,8 @@ from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
 from autoreply.store import LearnedVariant, LearningSource, Store, VariantStatus
 from autoreply.text import normalize, tokenize
+
+log = logging.getLogger(__name__)
 
 SCRIPT_OVERLAP = 0.8
 """An agent reply shares at least this share of words (Jaccard) with one entry's answer: it is
@@ -106,11 +109,11 @@ def _texts(question: str, variants: Iterable[str]) -> set[str]:
 
 
 def record(
-    store: Store, kb: KnowledgeBase, learned: Learned, *, answer_threshold: float
+    store: Store, kb: KnowledgeBase, learned: Learned | None, *, answer_threshold: float
 ) -> LearnedVariant | None:
-    """Store one piece of evidence (redacted); None when it teaches nothing (an unknown
-    entry, a number or empty text, a text the entry has already, evidence already counted)."""
-    if learned.entry_id not in kb:
+    """Store one piece of evidence (redacted); None when it teaches nothing (no evidence, an
+    unknown entry, a number or empty text, a text the entry has already, counted already)."""
+    if learned is None or learned.entry_id not in kb:
         return None
     text = redact(learned.text.strip())
     norm = normalize(text)
@@ -340,3 +343,30 @@ def due(store: Store, *, min_count: int, kb: KnowledgeBase | None = None) -> lis
     return [
         v for v in found if v.entry_id in kb and not (taken.get(v.normalized, set()) - {v.entry_id})
     ]
+
+
+def auto_accept(
+    store: Store,
+    kb: KnowledgeBase,
+    variant: LearnedVariant | None,
+    *,
+    min_count: int,
+    knowledge: Path,
+    reload: Callable[[], KnowledgeIndex],
+) -> bool:
+    """With ``min_count`` set (``learning.auto_accept_min_count``), accept a pending,
+    unflagged variant that reached it and no other entry has by now, as ``auto``. A refusal
+    is logged, never raised: the customer's or agent's action that brought it stands."""
+    if variant is None or min_count <= 0 or variant.flag or variant.count < min_count:
+        return False
+    if variant.status is not VariantStatus.PENDING:
+        return False
+    if owners(kb).get(variant.normalized, set()) - {variant.entry_id}:
+        return False
+    try:
+        accept(store, kb, [variant.id], knowledge=knowledge, reload=reload, by="auto")
+    except AutoreplyError as exc:
+        log.warning("auto-accept refused", extra={"variant_id": variant.id, "error": str(exc)})
+        return False
+    log.info("auto-accepted", extra={"variant_id": variant.id, "entry_id": variant.entry_id})
+    return True

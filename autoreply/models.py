@@ -173,7 +173,9 @@ class Message(MessageIn):
     def priority(self) -> Priority | None:
         """The priority the (verified) sender asked for, if it is a known one."""
         value = self.metadata.get("priority") if self.verified else None
-        return Priority(value) if value in Priority.__members__.values() else None
+        if isinstance(value, str) and value in Priority.__members__.values():
+            return Priority(value)
+        return None
 
     def untrusted(self) -> Message:
         """This message as an unverified sender's: the trusted metadata keys dropped."""

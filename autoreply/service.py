@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from autoreply import learning
 from autoreply.encoder import Encoder, get_encoder
@@ -36,6 +36,9 @@ from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import Settings
 from autoreply.store import LearnedVariant, Store, open_store
+
+if TYPE_CHECKING:
+    from autoreply.gaps import TopicRun
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +173,15 @@ class AutoReply:
 
     def close(self) -> None:
         self.store.close()
+
+    def update_gap_topics(self, *, rebuild: bool = False) -> TopicRun:
+        """Bring the FAQ gap topics up to date: new gaps join the nearest topic or form new
+        ones, with the current index's encoder (``autoreply.gaps.update_topics``). The CLI,
+        the API and the console all call this before they show topics or the weekly report;
+        ``rebuild`` forgets every topic first."""
+        from autoreply.gaps import update_topics  # clustering is not needed to answer
+
+        return update_topics(self.store, self.engine.index, rebuild=rebuild)
 
     def __enter__(self) -> AutoReply:
         return self
@@ -417,35 +429,18 @@ class AutoReply:
 
     # -- learning -----------------------------------------------------------------------
     def _learn(self, learned: learning.Learned | None) -> LearnedVariant | None:
-        if learned is None:
-            return None
         threshold = self.settings.engine.answer_threshold
         return learning.record(self.store, self.kb, learned, answer_threshold=threshold)
 
     def _auto_accept(self, variant: LearnedVariant | None) -> None:
-        """With ``learning.auto_accept_min_count`` set, write a variant that reached it."""
-        need = self.settings.learning.auto_accept_min_count
-        if variant is None or need <= 0 or variant.flag or variant.count < need:
-            return
-        if variant.status is not learning.VariantStatus.PENDING:
-            return
-        if learning.flag_for(self.kb, variant.entry_id, variant.normalized, (), answer_threshold=1):
-            return  # another entry has this text by now
-        try:
-            learning.accept(
-                self.store,
-                self.kb,
-                [variant.id],
-                knowledge=resolve_knowledge_path(self.settings.knowledge),
-                reload=self.reload,
-                by="auto",
-            )
-        except AutoreplyError as exc:  # the customer's or agent's action stands regardless
-            log.warning("auto-accept refused", extra={"variant_id": variant.id, "error": str(exc)})
-        else:
-            log.info(
-                "auto-accepted", extra={"variant_id": variant.id, "entry_id": variant.entry_id}
-            )
+        learning.auto_accept(
+            self.store,
+            self.kb,
+            variant,
+            min_count=self.settings.learning.auto_accept_min_count,
+            knowledge=resolve_knowledge_path(self.settings.knowledge),
+            reload=self.reload,
+        )
 
     # -- internals ----------------------------------------------------------------------
     def _standing(self, msg: Message) -> Message:

@@ -84,11 +84,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{url} not ready in 60s: {log.read_text(errors='replace')[-3000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def restore_autoreply_logging() -> Iterator[None]:
     """The app adds a JSON stderr handler to the ``autoreply`` logger for the whole process;
-    take it away after the module that uses this, so later tests (the CLI's) see only their
-    own output."""
+    take it away after every module, so later tests (the CLI's) see only their own output
+    whatever order the modules run in."""
     logger = logging.getLogger("autoreply")
     handlers, level = list(logger.handlers), logger.level
     yield

@@ -193,3 +193,44 @@ def test_learn_list_accept_dismiss_and_undo(env: dict[str, str], faq_dir: Path) 
     assert [v["id"] for v in waiting] == [keep["id"]]
     bad = runner.invoke(cli.app, ["learn", "dismiss", "999", "--db", env["db"]])
     assert bad.exit_code == 1 and "no candidate variant 999" in bad.output
+
+
+def _words(text: str) -> set[str]:
+    """Whitespace-separated words, with the table's borders taken out."""
+    for border in "│┃║|":
+        text = text.replace(border, " ")
+    return set(text.split())
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+@pytest.mark.parametrize("width", [60, 80, 120, 200, 300])
+def test_config_keeps_every_word_at_any_width(terminal: bool, width: int) -> None:
+    """Square brackets are text, not rich markup, and no word is cut to fit the width."""
+    import io
+
+    from rich.console import Console
+
+    from autoreply.cli.config import print_settings
+    from autoreply.settings import settings_rows
+
+    rows = settings_rows()
+    shown = io.StringIO()
+    print_settings(
+        rows, Console(file=shown, width=width, force_terminal=terminal, color_system=None)
+    )
+    missing = {word for row in rows for word in " ".join(row).split()} - _words(shown.getvalue())
+    assert not missing, f"width {width}, terminal {terminal}: lost {sorted(missing)[:5]}"
+    assert "…" not in shown.getvalue()
+
+
+def test_config_piped_keeps_markup_lookalikes_and_long_names() -> None:
+    """The words issue 21 lost: '[default: every core]', 'autoreply[use]' and the longest
+    variable names, in plain piped output."""
+    from autoreply.settings import settings_rows
+
+    result = runner.invoke(cli.app, ["config"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "[default: every core]" in result.stdout
+    assert "pip install 'autoreply[use]'" in " ".join(result.stdout.split())
+    longest = max((row[0] for row in settings_rows()), key=len)
+    assert f"\n{longest} = " in result.stdout

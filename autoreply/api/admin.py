@@ -22,7 +22,6 @@ from autoreply.api.auth import AdminDep
 from autoreply.api.schemas import ReloadResult, Stats, UploadResult
 from autoreply.errors import ConflictError, FAQFormatError, KnowledgeInvalid
 from autoreply.faqchange import (
-    Journal,
     check_draft,
     commit,
     core_variants,
@@ -30,6 +29,7 @@ from autoreply.faqchange import (
     writable_root,
 )
 from autoreply.faqfiles import FAQ_SUFFIXES
+from autoreply.faqjournal import Journal
 from autoreply.gaps import suggest
 from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
 from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry

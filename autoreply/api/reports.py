@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from autoreply.api.auth import AgentDep
 from autoreply.errors import ConfigError
-from autoreply.gaps import Suggestion, suggest, update_topics
+from autoreply.gaps import Suggestion, suggest
 from autoreply.store import GapTopic, TopicKind, TopicStatus
 from autoreply.web.batching import in_own_thread
 from autoreply.web.errors import ERROR_RESPONSES, Invalid
@@ -65,7 +65,7 @@ class ReportFormat(StrEnum):
 
 
 def _update(state: ServiceState) -> None:
-    update_topics(state.bot.store, state.bot.engine.index)
+    state.bot.update_gap_topics()
 
 
 @router.get("/gaps", response_model=list[TopicView], summary="Gap topics, largest first")

@@ -14,12 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autoreply.cli.common import err, out
+
 if TYPE_CHECKING:
     from autoreply.eval_report import EvalReport
     from autoreply.ranking_metrics import CategoryScore
-
-out = Console()
-err = Console(stderr=True)
 
 
 def _fmt(value: float | None) -> str:

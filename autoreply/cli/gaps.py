@@ -1,4 +1,4 @@
-"""``autoreply gaps topics | suggest | accept | dismiss``, ``changes``, ``undo`` and ``report``.
+"""``autoreply gaps list | topics | suggest | accept | dismiss``, ``changes``, ``undo``, ``report``.
 
 ``register(app, gaps_app)`` adds them to the main Typer app and its ``gaps`` group
 (autoreply/cli/__init__.py calls it). Heavy modules are imported inside the commands so that
@@ -8,62 +8,78 @@ autoreply.faqchange, shared with the console and the admin API.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoreply.cli.common import (
+    DbOpt,
+    JsonOpt,
+    KnowledgeOpt,
+    err,
+    load_settings,
+    open_store,
+    out,
+    print_json,
+)
+
 if TYPE_CHECKING:
-    from autoreply.engine import Engine
-    from autoreply.settings import Settings
-    from autoreply.store import Store
-
-out = Console()
-err = Console(stderr=True)
-
-KnowledgeOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--knowledge", "-k", help="FAQ file or folder [default: ./knowledge, else the bundled demo]"
-    ),
-]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL or SQLite file [default: autoreply.db]")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _settings(knowledge: Path | None, db: str | None) -> Settings:
+    from autoreply.service import AutoReply
     from autoreply.settings import Settings
 
-    return Settings().with_overrides(knowledge=knowledge, db=db)
+gaps_app = typer.Typer(help="Questions the bot could not answer (FAQ gaps).")
 
 
-def _open(knowledge: Path | None, db: str | None, *, update: bool = True) -> tuple[Store, Engine]:
-    """The store and the engine, with the gap topics brought up to date."""
-    from autoreply.gaps import update_topics
-    from autoreply.service import build_engine
-    from autoreply.store import open_store
+def _open(knowledge: Path | None, db: str | None, *, update: bool = True) -> AutoReply:
+    """The bot (knowledge base, index, store), with the gap topics brought up to date."""
+    from autoreply.service import AutoReply
 
-    settings = _settings(knowledge, db)
-    engine = build_engine(settings)
-    store = open_store(settings.db)
+    bot = AutoReply.from_settings(load_settings(knowledge, db))
     if update:
         try:
-            update_topics(store, engine.index)
+            bot.update_gap_topics()
         except BaseException:
-            store.close()
+            bot.close()
             raise
-    return store, engine
+    return bot
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+def gaps_table(gaps: list[Any]) -> None:
+    table = Table("#", "when", "reason", "question", "nearest entry", "score", title="FAQ gaps")
+    for g in gaps:
+        table.add_row(
+            str(g.id),
+            g.created_at.strftime("%Y-%m-%d %H:%M"),
+            g.reason.value,
+            g.question[:70],
+            g.best_entry_id or "",
+            f"{g.best_score:.2f}" if g.best_score is not None else "",
+        )
+    out.print(table)
+
+
+def gaps_list(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List logged FAQ gaps (personal data already redacted), newest first.
+
+    Example:  autoreply gaps list --limit 20
+    """
+    store = open_store(db)
+    try:
+        gaps = store.list_gaps(limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        print_json([g.model_dump(mode="json") for g in gaps])
+    else:
+        gaps_table(gaps)
 
 
 def gaps_topics(
@@ -81,20 +97,11 @@ def gaps_topics(
 
     Example:  autoreply gaps topics --limit 20
     """
-    from autoreply.gaps import update_topics
-    from autoreply.service import build_engine
-    from autoreply.store import open_store
-
-    settings = _settings(knowledge, db)
-    engine = build_engine(settings)
-    store = open_store(settings.db)
-    try:
-        run = update_topics(store, engine.index, rebuild=rebuild)
-        topics = store.gap_topics()[:limit]
-    finally:
-        store.close()
+    with _open(knowledge, db, update=False) as bot:
+        run = bot.update_gap_topics(rebuild=rebuild)
+        topics = bot.store.gap_topics()[:limit]
     if as_json:
-        _print_json([t.model_dump(mode="json", exclude={"centroid"}) for t in topics])
+        print_json([t.model_dump(mode="json", exclude={"centroid"}) for t in topics])
         return
     table = Table("id", "kind", "status", "gaps", "last seen", "category", "question", "keywords")
     for t in topics:
@@ -130,13 +137,10 @@ def gaps_suggest(
     """
     from autoreply.gaps import suggestions
 
-    store, engine = _open(knowledge, db)
-    try:
-        drafts = suggestions(store, kb=engine.kb, limit=limit)
-    finally:
-        store.close()
+    with _open(knowledge, db) as bot:
+        drafts = suggestions(bot.store, kb=bot.kb, limit=limit)
     if as_json:
-        _print_json([s.model_dump(mode="json") for s in drafts])
+        print_json([s.model_dump(mode="json") for s in drafts])
         return
     if not drafts:
         out.print("no open gap topics: nothing to suggest")
@@ -206,11 +210,13 @@ def gaps_accept(
     Example:  autoreply gaps accept 42 --answer "Use a type G plug." -v "plug type uk" --dry-run
     """
     from autoreply.errors import KnowledgeError
-    from autoreply.faqchange import Journal, apply, check_draft, core_variants, draft_for_topic
+    from autoreply.faqchange import apply, check_draft, core_variants, draft_for_topic
+    from autoreply.faqjournal import Journal
     from autoreply.gaps import suggest
 
-    root = _knowledge_root(_settings(knowledge, db))
-    store, engine = _open(knowledge, db, update=False)
+    root = _knowledge_root(load_settings(knowledge, db))
+    bot = _open(knowledge, db, update=False)
+    store, engine = bot.store, bot.engine
     try:
         if variant is None:
             draft = suggest(store, store.get_gap_topic(topic), kb=engine.kb)
@@ -247,7 +253,7 @@ def gaps_accept(
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     finally:
-        store.close()
+        bot.close()
     out.print(
         f"wrote entry [cyan]{escape(chosen.entry.id)}[/] into {escape(str(chosen.path))}; "
         f"topic {topic} accepted (change {change.id}: 'autoreply undo' takes it back)"
@@ -291,12 +297,12 @@ def changes(
 
     Example:  autoreply changes --limit 5
     """
-    from autoreply.faqchange import Journal
+    from autoreply.faqjournal import Journal
 
-    journal = Journal(_knowledge_root(_settings(knowledge, None)))
+    journal = Journal(_knowledge_root(load_settings(knowledge)))
     found = journal.changes()[:limit]
     if as_json:
-        _print_json([c.__dict__ for c in found])
+        print_json([c.__dict__ for c in found])
         return
     table = Table("id", "when", "who", "what", "entry", "file", "undone")
     for c in found:
@@ -317,13 +323,13 @@ def undo(
     Example:  autoreply undo
     """
     from autoreply.errors import ConflictError
-    from autoreply.faqchange import Journal
-    from autoreply.store import open_store
+    from autoreply.faqjournal import Journal
 
-    settings = _settings(knowledge, db)
-    store = open_store(settings.db)
+    store = open_store(db)
     try:
-        change = Journal(_knowledge_root(settings)).undo(by=by or "", store=store)
+        change = Journal(_knowledge_root(load_settings(knowledge, db))).undo(
+            by=by or "", store=store
+        )
     except ConflictError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
@@ -342,9 +348,9 @@ def gaps_dismiss(
 
     Example:  autoreply gaps dismiss 42
     """
-    from autoreply.store import TopicStatus, open_store
+    from autoreply.store import TopicStatus
 
-    store = open_store(_settings(None, db).db)
+    store = open_store(db)
     try:
         store.set_gap_topic_status(topic, TopicStatus.DISMISSED)
     finally:
@@ -384,13 +390,10 @@ def report(
         )
     if fmt == "csv" and out_dir is None:
         raise typer.BadParameter("CSV is one file per table: give --out DIR or --out FILE.zip")
-    tz = _settings(knowledge, db).hours.timezone
+    tz = load_settings(knowledge, db).hours.timezone
     period = parse_week(week, tz=tz) if week else week_of(datetime.now(UTC), tz=tz)
-    store, engine = _open(knowledge, db)
-    try:
-        data = weekly_report(store, period, kb=engine.kb, top=top)
-    finally:
-        store.close()
+    with _open(knowledge, db) as bot:
+        data = weekly_report(bot.store, period, kb=bot.kb, top=top)
     if out_dir is None:
         sys.stdout.write(render(data, fmt))
         return
@@ -399,7 +402,8 @@ def report(
 
 
 def register(app: typer.Typer, gaps_app: typer.Typer) -> None:
-    """Add ``gaps topics|suggest|accept|dismiss``, ``changes``, ``undo`` and ``report``."""
+    """Add ``gaps list|topics|suggest|accept|dismiss``, ``changes``, ``undo`` and ``report``."""
+    gaps_app.command("list")(gaps_list)
     gaps_app.command("topics")(gaps_topics)
     gaps_app.command("suggest")(gaps_suggest)
     gaps_app.command("accept")(gaps_accept)

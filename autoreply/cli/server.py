@@ -10,34 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from autoreply.settings import Settings
-    from autoreply.store import Store
-
-out = Console()
-err = Console(stderr=True)
+from autoreply.cli.common import DbOpt, JsonOpt, KnowledgeOpt, err, load_settings, open_store, out
 
 agents_app = typer.Typer(help="API tokens for agents and admins: add, list, disable, renew.")
 vip_app = typer.Typer(
     help="The VIP list: customers whose escalations get priority and their own agent."
 )
 
-KnowledgeOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--knowledge", "-k", help="FAQ file or folder [default: ./knowledge, else the bundled demo]"
-    ),
-]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL or SQLite file [default: autoreply.db]")
-]
 ExpiresOpt = Annotated[
     int | None,
     typer.Option("--expires-days", min=1, help="The token stops working after N days."),
@@ -49,18 +33,6 @@ def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.add_typer(agents_app, name="agents")
     app.add_typer(vip_app, name="vip")
-
-
-def _settings(knowledge: Path | None = None, db: str | None = None) -> Settings:
-    from autoreply.settings import Settings
-
-    return Settings().with_overrides(knowledge=knowledge, db=db)
-
-
-def _store(db: str | None) -> Store:
-    from autoreply.store import open_store
-
-    return open_store(_settings(db=db).db)
 
 
 def serve(
@@ -81,7 +53,7 @@ def serve(
 
     from autoreply.app import create_app
 
-    app = create_app(_settings(knowledge, db))
+    app = create_app(load_settings(knowledge, db))
     # The app logs one JSON line per request (with its request id): no uvicorn access log.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
@@ -121,7 +93,7 @@ def agents_add(
         known = ", ".join(r.value for r in AgentRole)
         raise typer.BadParameter(f"'{role}' is not one of: {known}", param_hint="--role") from None
     token = new_token()
-    store = _store(db)
+    store = open_store(db)
     try:
         agent = store.add_agent(
             name, role=agent_role, token=token, expires_at=_expiry(expires_days)
@@ -145,7 +117,7 @@ def agents_token(
     from autoreply.store import new_token
 
     token = new_token()
-    store = _store(db)
+    store = open_store(db)
     try:
         agent = store.set_agent_token(name, token=token, expires_at=_expiry(expires_days))
     finally:
@@ -156,13 +128,13 @@ def agents_token(
 @agents_app.command("list")
 def agents_list(
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List agents with role, expiry and state (never their tokens).
 
     Example:  autoreply agents list
     """
-    store = _store(db)
+    store = open_store(db)
     try:
         agents = store.list_agents()
     finally:
@@ -193,7 +165,7 @@ def agents_disable(
 
     Example:  autoreply agents disable alice
     """
-    store = _store(db)
+    store = open_store(db)
     try:
         store.disable_agent(name)
     finally:
@@ -222,7 +194,7 @@ def vip_add(
 
     Example:  autoreply vip add telegram 123456789 --note "key account"
     """
-    store = _store(db)
+    store = open_store(db)
     try:
         vip = store.add_vip(channel, user_id, added_by=by, note=note)
     finally:
@@ -238,7 +210,7 @@ def vip_remove(channel: ChannelArg, user_id: UserArg, db: DbOpt = None) -> None:
     """
     from autoreply.errors import NotFoundError
 
-    store = _store(db)
+    store = open_store(db)
     try:
         store.remove_vip(channel, user_id)
     except NotFoundError as exc:
@@ -252,13 +224,13 @@ def vip_remove(channel: ChannelArg, user_id: UserArg, db: DbOpt = None) -> None:
 @vip_app.command("list")
 def vip_list(
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the VIP customers with who added them and when.
 
     Example:  autoreply vip list
     """
-    store = _store(db)
+    store = open_store(db)
     try:
         vips = store.list_vips()
     finally:

@@ -15,9 +15,7 @@ from typing import Any
 from autoreply import faqchange
 from autoreply.errors import ConflictError, KnowledgeError
 from autoreply.faqchange import (
-    Change,
     Draft,
-    Journal,
     Verdict,
     add_draft,
     check_draft,
@@ -26,6 +24,7 @@ from autoreply.faqchange import (
     edit_draft,
     writable_root,
 )
+from autoreply.faqjournal import Change, Journal
 from autoreply.faqwrite import EDITABLE
 from autoreply.models import FAQEntry
 from autoreply.service import AutoReply, resolve_knowledge_path

@@ -95,9 +95,9 @@ async def sign_in(request: Request) -> Response:
             token="",
         )
     signed = sessions_of(request).sign_in(session, agent, field(form, "token").strip())
-    response = redirect(target)
-    set_cookie(request, response, signed)
-    return response
+    redirected = redirect(target)
+    set_cookie(request, redirected, signed)
+    return redirected
 
 
 @router.post("/console/signout")
