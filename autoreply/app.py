@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import autoreply
-from autoreply.api import admin, agents, customer, ops, reports, satisfaction
+from autoreply.api import admin, agents, customer, learning, ops, reports, satisfaction
 from autoreply.api.docs import install_docs
 from autoreply.console import router as console_router
 from autoreply.encoder import Encoder
@@ -147,7 +147,7 @@ def create_app(
     )
     install_docs(app)
     install_error_handlers(app)
-    for module in (customer, satisfaction, agents, admin, reports, ops):
+    for module in (customer, satisfaction, agents, admin, learning, reports, ops):
         app.include_router(module.router)
     app.include_router(console_router)  # the agent console and dashboard, under /console
     # add_middleware wraps: the last added runs first.

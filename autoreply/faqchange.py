@@ -33,7 +33,7 @@ from autoreply.gaps import Suggestion, TopicConfig, suggest
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, cross_check, parse_planned
 from autoreply.models import FAQEntry
 from autoreply.retriever import KnowledgeIndex
-from autoreply.store import Store, TopicKind, TopicStatus
+from autoreply.store import Store, TopicKind, TopicStatus, VariantStatus
 
 ACCEPTED_FILE = "accepted.yaml"
 
@@ -73,6 +73,9 @@ class Draft:
     note: str = ""
     candidate_id: int | None = None
     """The agent's FAQ candidate it comes from (undo makes it pending again)."""
+    variant_ids: tuple[int, ...] = ()
+    """The learned variants it writes into the entry (autoreply.learning; undo makes them
+    pending again)."""
 
 
 def writable_root(knowledge: Path) -> Path:
@@ -246,8 +249,12 @@ def apply(
     )
     if draft.topic_id is not None or draft.candidate_id is not None:
         change = journal.update(change, topic_id=draft.topic_id, candidate_id=draft.candidate_id)
+    if draft.variant_ids:
+        change = journal.update(change, variant_ids=list(draft.variant_ids))
     if draft.topic_id is not None and store is not None:
         store.set_gap_topic_status(draft.topic_id, TopicStatus.ACCEPTED)
+    if draft.variant_ids and store is not None:
+        store.set_variant_status(list(draft.variant_ids), VariantStatus.ACCEPTED, by=by or whoami())
     return change
 
 

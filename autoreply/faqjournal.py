@@ -2,10 +2,11 @@
 
 ``.autoreply-journal/`` in the knowledge folder (hidden, so never loaded as knowledge) holds
 one JSON record per change (``000001.json``: when, who, what, which file, which entry, the
-file's sha256 after the change, the gap topic or FAQ candidate it came from) and the file's
-bytes before it (``000001.before``; none when the change created the file). ``undo`` puts the
-newest change still in effect back byte for byte, only if the file is still exactly as the
-change left it, and reopens its topic or candidate. Records are kept, marked undone.
+file's sha256 after the change, the gap topic, FAQ candidate or learned variants it came
+from) and the file's bytes before it (``000001.before``; none when the change created the
+file). ``undo`` puts the newest change still in effect back byte for byte, only if the file
+is still exactly as the change left it, and reopens its topic, candidate or variants.
+Records are kept, marked undone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from autoreply.errors import ConflictError
 from autoreply.faqwrite import write_atomic
 from autoreply.models import CandidateStatus
-from autoreply.store import Store, TopicStatus
+from autoreply.store import Store, TopicStatus, VariantStatus
 
 JOURNAL_DIR = ".autoreply-journal"
 
@@ -53,6 +54,8 @@ class Change:
     """The file did not exist before (undo deletes it)."""
     topic_id: int | None = None
     candidate_id: int | None = None
+    variant_ids: list[int] | None = None
+    """Learned variants it wrote into the entry (undo makes them pending again)."""
     undone_at: str | None = None
     undone_by: str | None = None
 
@@ -120,5 +123,7 @@ class Journal:
             store.set_gap_topic_status(change.topic_id, TopicStatus.OPEN)
         if change.candidate_id is not None and store is not None:
             store.set_candidate_status(change.candidate_id, CandidateStatus.PENDING)
+        if change.variant_ids and store is not None:
+            store.set_variant_status(change.variant_ids, VariantStatus.PENDING)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         return self.update(change, undone_at=stamp, undone_by=by or whoami())

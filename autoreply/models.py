@@ -254,6 +254,8 @@ class StoredMessage(BaseModel):
     confidence: float | None = None
     agent: str | None = None
     ticket_id: int | None = None
+    reply_to: int | None = Field(default=None, exclude=True)
+    """For a bot reply: the customer message it answers (not shown in conversations)."""
     details: dict[str, Any] | None = Field(default=None, exclude=True)
     """A bot reply's other fields (candidates, priority, gap id, business hours), kept so a
     retried message gets the first reply whole; not shown in conversations."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from autoreply import learning
 from autoreply.encoder import Encoder, get_encoder
 from autoreply.engine import Engine, language
 from autoreply.errors import AutoreplyError, ConflictError
@@ -23,6 +24,7 @@ from autoreply.models import (
     Action,
     Decision,
     FAQCandidate,
+    Feedback,
     Message,
     Reason,
     Reply,
@@ -33,7 +35,7 @@ from autoreply.models import (
 from autoreply.redact import redact
 from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import Settings
-from autoreply.store import Store, open_store
+from autoreply.store import LearnedVariant, Store, open_store
 
 if TYPE_CHECKING:
     from autoreply.gaps import TopicRun
@@ -296,6 +298,7 @@ class AutoReply:
         of the message is handled afresh (a customer message stored without its reply
         would make every retry a ConflictError)."""
         conv = msg.conversation
+        learned: LearnedVariant | None = None
         with self.store.atomic():
             try:
                 customer = self.store.add_message(
@@ -325,6 +328,8 @@ class AutoReply:
                 if not self.hours.is_open(now):
                     out_of_hours, next_open = True, self.hours.next_open(now)
                     text = f"{text}\n{self._out_of_hours_text(msg.text, next_open)}"
+            if decision.reason is Reason.CLARIFY_PICKED and decision.entry_id:
+                learned = self._learn(learning.from_pick(decision.entry_id, history, customer))
             details = {
                 "candidates": [c.model_dump(mode="json") for c in decision.candidates],
                 "priority": decision.priority.value,
@@ -346,6 +351,7 @@ class AutoReply:
                 reply_to=customer.id,
                 details=details,
             )
+        self._auto_accept(learned)
         log.info(
             "handled",
             extra={
@@ -372,16 +378,30 @@ class AutoReply:
             next_open=next_open,
         )
 
-    def feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> None:
-        """Record whether a bot answer helped."""
-        self.store.add_feedback(message_id, helpful=helpful, comment=comment)
+    def feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> Feedback:
+        """Record whether a bot answer helped (a helpful vote is evidence for learning)."""
+        with self.store.atomic():
+            vote = self.store.add_feedback(message_id, helpful=helpful, comment=comment)
+            answer = self.store.get_message(message_id)
+            question = None
+            if helpful and answer.reply_to is not None:
+                question = self.store.get_message(answer.reply_to)
+            learned = self._learn(learning.from_feedback(answer, question, helpful=helpful))
+        self._auto_accept(learned)
+        return vote
 
     # -- agent side ---------------------------------------------------------------------
     def claim(self, ticket_id: int, agent: str) -> Ticket:
         return self.store.claim_ticket(ticket_id, agent)
 
     def reply(self, ticket_id: int, *, agent: str, text: str) -> StoredMessage:
-        return self.store.agent_reply(ticket_id, agent=agent, text=text)
+        """An agent's reply; one that is an entry's script is evidence for learning."""
+        with self.store.atomic():
+            message = self.store.agent_reply(ticket_id, agent=agent, text=text)
+            ticket = self.store.get_ticket(ticket_id)
+            learned = self._learn(learning.from_agent_reply(self.kb, ticket, message))
+        self._auto_accept(learned)
+        return message
 
     def resolve(self, ticket_id: int, *, agent: str, resolution: str | None = None) -> Ticket:
         return self.store.resolve_ticket(ticket_id, agent=agent, resolution=resolution)
@@ -398,8 +418,28 @@ class AutoReply:
         answer: str | None = None,
         category: str | None = None,
     ) -> FAQCandidate:
-        return self.store.promote(
-            ticket_id, agent=agent, question=question, answer=answer, category=category
+        with self.store.atomic():
+            candidate = self.store.promote(
+                ticket_id, agent=agent, question=question, answer=answer, category=category
+            )
+            ticket = self.store.get_ticket(ticket_id)
+            learned = self._learn(learning.from_promote(self.kb, candidate, ticket))
+        self._auto_accept(learned)
+        return candidate
+
+    # -- learning -----------------------------------------------------------------------
+    def _learn(self, learned: learning.Learned | None) -> LearnedVariant | None:
+        threshold = self.settings.engine.answer_threshold
+        return learning.record(self.store, self.kb, learned, answer_threshold=threshold)
+
+    def _auto_accept(self, variant: LearnedVariant | None) -> None:
+        learning.auto_accept(
+            self.store,
+            self.kb,
+            variant,
+            min_count=self.settings.learning.auto_accept_min_count,
+            knowledge=resolve_knowledge_path(self.settings.knowledge),
+            reload=self.reload,
         )
 
     # -- internals ----------------------------------------------------------------------

@@ -92,6 +92,16 @@ class ServerConfig(BaseModel):
     max_batch: int = Field(default=64, ge=1)
 
 
+class LearningConfig(BaseModel):
+    """Learning variants from answered conversations (autoreply.learning)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    auto_accept_min_count: int = Field(default=0, ge=0)
+    """0 (off): every learned phrasing waits for a person. N: a phrasing with N or more pieces
+    of evidence, not flagged, is written into its entry automatically (journalled, undoable)."""
+
+
 class Settings(BaseSettings):
     """Everything configurable, with the defaults a new install runs on."""
 
@@ -121,6 +131,8 @@ class Settings(BaseSettings):
     """Business hours of the people behind the bot."""
     server: ServerConfig = Field(default_factory=ServerConfig)
     """Limits of the webhook service."""
+    learning: LearningConfig = Field(default_factory=LearningConfig)
+    """Learning variants from answered conversations."""
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     """Secrets and endpoints of the chat channels."""
 

@@ -33,7 +33,7 @@ from autoreply.gaps import Suggestion, keyword_tokens, suggest
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import Action, Reason, Ticket, TicketStatus
 from autoreply.redact import redact
-from autoreply.store import GapTopic, Store, TopicGap, TopicKind, TopicStatus
+from autoreply.store import GapTopic, Store, TopicGap, TopicKind, TopicStatus, VariantStatus
 
 Trend = Literal["new", "up", "down", "flat"]
 ARROWS: dict[str, str] = {"new": "★", "up": "↑", "down": "↓", "flat": "→"}
@@ -212,6 +212,17 @@ class RatingGroup(BaseModel):
     average: float
 
 
+class PhrasingLine(BaseModel):
+    """A phrasing learned from answered conversations (autoreply.learning): accepted this week
+    or waiting for a person."""
+
+    entry_id: str
+    text: str
+    status: str
+    evidence: dict[str, int]
+    flag: str | None = None
+
+
 class WeeklyReport(BaseModel):
     """One week of the bot and its people, for the product team."""
 
@@ -241,6 +252,8 @@ class WeeklyReport(BaseModel):
     """This week's tickets (opened or resolved) per tag, most first."""
     satisfaction: list[RatingGroup] = Field(default_factory=list)
     """CSAT given this week: per agent who resolved the ticket, then per category."""
+    phrasings: list[PhrasingLine] = Field(default_factory=list)
+    """Phrasings learned into the FAQ this week, then those waiting, most evidence first."""
 
 
 # -- building it ------------------------------------------------------------------------------
@@ -304,6 +317,7 @@ def weekly_report(
         ],
         gaps=gaps,
         rules={k: float(v) for k, v in rules.__dict__.items()},
+        phrasings=_phrasings(store, week, top),
         **_desk(store, week, tickets),
     )
 
@@ -326,6 +340,25 @@ def _desk(store: Store, week: Week, tickets: list[Ticket]) -> dict[str, Any]:
         for (by, name), v in sorted(groups.items())
     ]
     return {"tags": dict(tags.most_common()), "satisfaction": satisfaction}
+
+
+def _phrasings(store: Store, week: Week, top: int) -> list[PhrasingLine]:
+    learned = [
+        v
+        for v in store.learned_variants(status=VariantStatus.ACCEPTED)
+        if v.decided_at is not None and week.start <= v.decided_at < week.end
+    ]
+    waiting = store.learned_variants(status=VariantStatus.PENDING)[:top]
+    return [
+        PhrasingLine(
+            entry_id=v.entry_id,
+            text=redact(v.text),
+            status=v.status.value,
+            evidence=v.counts,
+            flag=v.flag,
+        )
+        for v in [*learned, *waiting]
+    ]
 
 
 def _category(kb: KnowledgeBase | None, entry_id: str | None) -> str:

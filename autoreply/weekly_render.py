@@ -202,6 +202,19 @@ def tables(report: WeeklyReport) -> dict[str, tuple[list[str], list[list[str]]]]
                 for s in report.suggestions
             ],
         ),
+        "phrasings": (
+            ["entry", "phrasing", "status", "evidence", "flag"],
+            [
+                [
+                    p.entry_id,
+                    p.text,
+                    "learned" if p.status == "accepted" else "waiting",
+                    ", ".join(f"{k} {n}" for k, n in sorted(p.evidence.items())),
+                    p.flag or "",
+                ]
+                for p in report.phrasings
+            ],
+        ),
     }
 
 
@@ -230,6 +243,7 @@ def to_markdown(report: WeeklyReport) -> str:
         "suggestions": "Suggested FAQ entries",
         "tags": "Tickets by tag",
         "satisfaction": "Customer satisfaction (CSAT)",
+        "phrasings": "Phrasings learned / waiting",
     }
     data = tables(report)
     for key, title in titles.items():
@@ -377,6 +391,7 @@ def to_html(report: WeeklyReport) -> str:
         "suggestions": "Suggested FAQ entries",
         "tags": "Tickets by tag",
         "satisfaction": "Customer satisfaction (CSAT)",
+        "phrasings": "Phrasings learned / waiting",
     }
     needs = {i for i, s in enumerate(report.suggestions) if s.needs_answer}
     for key, title in sections.items():

@@ -99,6 +99,19 @@ ALLOWED: dict[str, set[str]] = {
         "retriever",
         "store",
     },
+    # learning from answered conversations: evidence in the store, accepted variants written
+    # through faqchange; shared by the service and every front door
+    "learning": {
+        "errors",
+        "faqchange",
+        "faqjournal",
+        "knowledge",
+        "models",
+        "redact",
+        "retriever",
+        "store",
+        "text",
+    },
     # -- the library's entry point: engine + store -------------------------------------------
     "service": {
         "encoder",
@@ -108,6 +121,7 @@ ALLOWED: dict[str, set[str]] = {
         "hours",
         "index",
         "knowledge",
+        "learning",
         "models",
         "redact",
         "retriever",
@@ -127,6 +141,7 @@ ALLOWED: dict[str, set[str]] = {
         "faqjournal",
         "gaps",
         "knowledge",
+        "learning",
         "models",
         "retriever",
         "service",
@@ -143,6 +158,7 @@ ALLOWED: dict[str, set[str]] = {
         "faqwrite",
         "gaps",
         "knowledge",
+        "learning",
         "models",
         "service",
         "store",
@@ -162,6 +178,7 @@ ALLOWED: dict[str, set[str]] = {
         "faqjournal",
         "gaps",
         "knowledge",
+        "learning",
         "models",
         "ranking_metrics",
         "service",

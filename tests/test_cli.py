@@ -162,6 +162,39 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "gaps logged: 2" in out and "3 open" in out  # the clarification and the rocket
 
 
+def test_learn_list_accept_dismiss_and_undo(env: dict[str, str], faq_dir: Path) -> None:
+    """Learned phrasings are listed with their evidence, accepted into their entry (undo
+    takes it back and makes them pending again) or dismissed; a bad id is one line, exit 1."""
+    from autoreply.store import LearningSource, open_store
+
+    store = open_store(env["db"])
+    for n, text in enumerate(("stop my monthly payments", "my cat ate my card")):
+        store.add_evidence(
+            entry_id="cancel",
+            text=text,
+            normalized=text,
+            source=LearningSource.PICKED,
+            message_id=n,
+        )
+    store.close()
+    listed = json.loads(run("learn", "list", "--db", env["db"], "--json").output)
+    assert [(v["entry_id"], v["counts"]) for v in listed] == [("cancel", {"picked": 1})] * 2
+    keep, drop = sorted(listed, key=lambda v: v["id"])
+    before = (faq_dir / "faq.yaml").read_bytes()
+    done = run("learn", "accept", str(keep["id"]), "-k", env["knowledge"], "--db", env["db"])
+    assert done.exit_code == 0 and "added 1 variant(s) to cancel" in done.output
+    assert "stop my monthly payments" in (faq_dir / "faq.yaml").read_text("utf-8")
+    gone = run("learn", "dismiss", str(drop["id"]), "--db", env["db"])
+    assert "dismissed 1" in gone.output
+    assert json.loads(run("learn", "list", "--db", env["db"], "--json").output) == []
+    assert run("undo", "-k", env["knowledge"], "--db", env["db"]).exit_code == 0
+    assert (faq_dir / "faq.yaml").read_bytes() == before
+    waiting = json.loads(run("learn", "list", "--db", env["db"], "--json").output)
+    assert [v["id"] for v in waiting] == [keep["id"]]
+    bad = runner.invoke(cli.app, ["learn", "dismiss", "999", "--db", env["db"]])
+    assert bad.exit_code == 1 and "no candidate variant 999" in bad.output
+
+
 def _words(text: str) -> set[str]:
     """Whitespace-separated words, with the table's borders taken out."""
     for border in "│┃║|":

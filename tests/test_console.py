@@ -19,7 +19,7 @@ from test_server import HUMAN, send, served, state
 
 from autoreply.models import CandidateStatus, TicketStatus
 from autoreply.settings import Settings
-from autoreply.store import AgentRole, new_token
+from autoreply.store import AgentRole, LearningSource, new_token
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -377,3 +377,38 @@ def test_entry_edit_keeps_the_rest_of_a_commented_file(client: TestClient, faq_d
         assert "index reloaded" in saved.text, saved.text
     after = faq.read_text(encoding="utf-8")
     assert after == original.replace("Yes, to over 40 countries.", "Yes, to over 50 countries.")
+
+
+def test_learned_phrasings_are_shown_accepted_and_dismissed(
+    client: TestClient, faq_dir: Path
+) -> None:
+    """The knowledge page and the entry page list learned phrasings with their evidence; an
+    admin accepts one (written into the entry, undoable) or dismisses one; agents only see."""
+    bot = state(client).bot
+    for n, text in enumerate(("money back for order <b>9</b>", "refund me now please")):
+        bot.store.add_evidence(
+            entry_id="refund",
+            text=text,
+            normalized=text,
+            source=LearningSource.PICKED,
+            message_id=n,
+        )
+    keep, drop = sorted(bot.store.learned_variants(), key=lambda v: v.id)
+    with browser(client) as agent_client:
+        sign_in(agent_client, make_agent(client, "ann"))
+        page = agent_client.get("/console/knowledge")
+        assert "money back for order &lt;b&gt;9&lt;/b&gt;" in page.text
+        assert f"/console/knowledge/learned/{keep.id}/accept" not in page.text
+    with browser(client) as admin_client:
+        csrf = sign_in(admin_client, make_agent(client, "root", AgentRole.ADMIN))
+        entry = admin_client.get("/console/knowledge/entry/refund", params={"lang": "zh"})
+        assert "从对话中学到的问法" in entry.text and "客户选择 × 1" in entry.text
+        back = {"csrf": csrf, "back": "/console/knowledge/entry/refund"}
+        done = admin_client.post(f"/console/knowledge/learned/{keep.id}/accept", data=back)
+        assert 'class="flash ok"' in done.text, done.text
+        admin_client.post(f"/console/knowledge/learned/{drop.id}/dismiss", data=back)
+    faq = (faq_dir / "faq.yaml").read_text(encoding="utf-8")
+    assert "money back for order <b>9</b>" in faq and "refund me now please" not in faq
+    assert bot.store.get_learned_variant(keep.id).status.value == "accepted"
+    assert bot.store.get_learned_variant(drop.id).status.value == "dismissed"
+    assert "money back for order <b>9</b>" in bot.kb.get("refund").variants

@@ -256,3 +256,44 @@ def test_accept_a_gap_topic_through_the_api_then_undo(
     undone = client.post("/v1/admin/knowledge/undo", headers=root)
     assert undone.status_code == 200 and not (faq_dir / "accepted.yaml").exists()
     error(client.post("/v1/admin/knowledge/undo", headers=root), 409, "conflict")
+
+
+def test_learned_variants_are_listed_accepted_and_dismissed(
+    admin_client: tuple[TestClient, dict[str, str]], settings: Settings
+) -> None:
+    """An agent's standard script on an escalated question becomes a candidate variant; an
+    admin lists, accepts (written into the entry, reloaded) or dismisses it; agents may not."""
+    client, root = admin_client
+    alice = agent(client, "alice")
+    cancel = next(e for e in SMALL_FAQ if e["id"] == "cancel")
+    for n, question in enumerate(("how to quit paying monthly", "my cat ate the invoice")):
+        send(client, question, user_id=f"c{n}", conversation_id=f"c{n}")
+        ticket_id = escalate(client, user=f"c{n}", conversation_id=f"c{n}")
+        reply = client.post(
+            f"/v1/tickets/{ticket_id}/reply", headers=alice, json={"text": cancel["answer"]}
+        )
+        assert reply.status_code == 201, reply.text
+    error(client.get("/v1/admin/learning", headers=alice), 403, "forbidden")
+    listed = client.get("/v1/admin/learning", headers=root).json()
+    assert sorted(v["text"] for v in listed) == [
+        "how to quit paying monthly",
+        "my cat ate the invoice",
+    ]
+    assert all(v["entry_id"] == "cancel" and v["counts"] == {"agent_script": 1} for v in listed)
+    keep = next(v for v in listed if v["text"] == "how to quit paying monthly")
+    drop = next(v for v in listed if v["text"] == "my cat ate the invoice")
+    done = client.post("/v1/admin/learning/accept", headers=root, json={"ids": [keep["id"]]})
+    assert done.status_code == 200, done.text
+    assert done.json()["variants"][0]["status"] == "accepted" and done.json()["changes"]
+    faq = yaml.safe_load((Path(settings.knowledge) / "faq.yaml").read_text("utf-8"))
+    entry = next(e for e in faq["entries"] if e["id"] == "cancel")
+    assert "how to quit paying monthly" in entry["variants"]
+    assert "how to quit paying monthly" in state(client).bot.kb.get("cancel").variants
+    gone = client.post("/v1/admin/learning/dismiss", headers=root, json={"ids": [drop["id"]]})
+    assert gone.json()["variants"][0]["status"] == "dismissed"
+    assert client.get("/v1/admin/learning", headers=root).json() == []
+    error(
+        client.post("/v1/admin/learning/dismiss", headers=root, json={"ids": [999]}),
+        404,
+        "not_found",
+    )

@@ -23,7 +23,7 @@ from autoreply.models import (
     Ticket,
     TicketStatus,
 )
-from autoreply.store import Store, open_store
+from autoreply.store import LearningSource, Store, VariantStatus, open_store
 from autoreply.store.core import Tx
 from autoreply.store.schema import MIGRATIONS, migrate
 from autoreply.store.sqlite import SQLiteDialect, SQLiteStore
@@ -611,6 +611,76 @@ class StoreContract:
         assert len(winners) == 1
         assert len(conflicts) == 7
         assert store.get_ticket(t.id).owner == winners[0]
+
+    # -- learning ------------------------------------------------------------------------
+    def test_evidence_groups_into_variants_with_counts_per_source(self, store: Store) -> None:
+        """Evidence with one (entry, normalized text) is one candidate variant, counted per
+        source; the same message from the same source counts once."""
+        first = store.add_evidence(
+            entry_id="refund",
+            text="money back?",
+            normalized="money back",
+            source=LearningSource.PICKED,
+            conversation_id="c1",
+            message_id=1,
+        )
+        assert first is not None and first.counts == {"picked": 1}
+        again = store.add_evidence(
+            entry_id="refund",
+            text="Money back",
+            normalized="money back",
+            source=LearningSource.PICKED,
+            conversation_id="c1",
+            message_id=1,
+        )
+        assert again is None
+        more = store.add_evidence(
+            entry_id="refund",
+            text="Money back",
+            normalized="money back",
+            source=LearningSource.AGENT_SCRIPT,
+            conversation_id="c2",
+            message_id=7,
+            flag="closer to entry 'x' (0.91)",
+        )
+        assert more is not None and more.id == first.id
+        assert more.counts == {"picked": 1, "agent_script": 1} and more.count == 2
+        assert more.text == "money back?" and more.flag == "closer to entry 'x' (0.91)"
+        assert more.last_seen >= more.first_seen
+        other = store.add_evidence(
+            entry_id="cancel",
+            text="money back?",
+            normalized="money back",
+            source=LearningSource.HELPFUL,
+            message_id=3,
+        )
+        assert other is not None and other.id != first.id
+        listed = store.learned_variants()
+        assert [v.id for v in listed] == [first.id, other.id]  # most evidence first
+        assert [v.id for v in store.learned_variants(entry_id="cancel")] == [other.id]
+
+    def test_variant_status_keeps_who_and_when(self, store: Store) -> None:
+        """Accepting or dismissing records who and when; pending again clears them; an
+        unknown id is NotFoundError and changes nothing."""
+        v = store.add_evidence(
+            entry_id="refund",
+            text="refund pls",
+            normalized="refund pls",
+            source=LearningSource.HELPFUL,
+            message_id=5,
+        )
+        assert v is not None
+        [done] = store.set_variant_status([v.id], VariantStatus.ACCEPTED, by="ann")
+        assert done.status is VariantStatus.ACCEPTED and done.decided_by == "ann"
+        assert done.decided_at is not None
+        assert store.learned_variants(status=VariantStatus.PENDING) == []
+        with pytest.raises(NotFoundError, match="no candidate variant 999"):
+            store.set_variant_status([v.id, 999], VariantStatus.DISMISSED, by="bob")
+        assert store.get_learned_variant(v.id).status is VariantStatus.ACCEPTED
+        [back] = store.set_variant_status([v.id], VariantStatus.PENDING)
+        assert back.decided_by is None and back.decided_at is None
+        with pytest.raises(NotFoundError):
+            store.get_learned_variant(999)
 
 
 class TestSQLiteFile(StoreContract):

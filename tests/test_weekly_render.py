@@ -17,6 +17,7 @@ from autoreply.errors import ConfigError
 from autoreply.gaps import update_topics
 from autoreply.models import Priority, Reason
 from autoreply.service import AutoReply
+from autoreply.store import LearningSource, VariantStatus
 from autoreply.store.sqlite import SQLiteStore
 from autoreply.weekly_data import WeeklyReport, week_of, weekly_report
 from autoreply.weekly_render import render, to_csv, to_html, to_markdown, write
@@ -52,8 +53,39 @@ def report(bot: AutoReply) -> WeeklyReport:
     )
     bot.store.agent_reply(ticket.id, agent="ann", text=f"<img src=x onerror=alert(1)> {EMAIL}")
     bot.store.resolve_ticket(ticket.id, agent="ann")
+    for i, text in enumerate(NASTY[:2]):  # learned phrasings, stored unredacted too
+        bot.store.add_evidence(
+            entry_id="refund",
+            text=text,
+            normalized=text,
+            source=LearningSource.PICKED,
+            message_id=i,
+        )
     update_topics(bot.store, bot.engine.index)
     return weekly_report(bot.store, week_of(datetime.now(UTC)), kb=bot.kb)
+
+
+def test_phrasings_learned_and_waiting_are_reported(bot: AutoReply) -> None:
+    """The report lists this week's learned phrasings, then those waiting, with evidence."""
+    for i, text in enumerate(("money back please", "refund my order")):
+        bot.store.add_evidence(
+            entry_id="refund",
+            text=text,
+            normalized=text,
+            source=LearningSource.AGENT_SCRIPT,
+            message_id=i,
+        )
+    first = bot.store.learned_variants()[0]
+    bot.store.set_variant_status([first.id], VariantStatus.ACCEPTED, by="ann")
+    report = weekly_report(bot.store, week_of(datetime.now(UTC)), kb=bot.kb)
+    assert [(p.text, p.status) for p in report.phrasings] == [
+        (first.text, "accepted"),
+        (next(v.text for v in bot.store.learned_variants() if v.id != first.id), "pending"),
+    ]
+    markdown = to_markdown(report)
+    assert "## Phrasings learned / waiting" in markdown
+    assert "| refund | money back please | learned | agent\\_script 1 |" in markdown
+    assert "phrasings.csv" in to_csv(report)
 
 
 def test_redaction_holds_in_every_format(report: WeeklyReport) -> None:

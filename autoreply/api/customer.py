@@ -265,4 +265,4 @@ def post_feedback(
             raise missing
     elif not _may_read(state, message.conversation_id, token):
         raise missing
-    return store.add_feedback(body.message_id, helpful=body.helpful, comment=body.comment)
+    return state.bot.feedback(body.message_id, helpful=body.helpful, comment=body.comment)

@@ -9,6 +9,7 @@ Heavy modules are imported inside commands so that ``autoreply --help`` and ``as
     config.py        config
     queue.py         queue list | claim | reply | transfer | resolve | promote
     gaps.py          gaps list | topics | suggest | accept | dismiss, changes, undo, report
+    learn.py         learn list | accept | dismiss
     eval.py          eval
     server.py        serve, agents ..., vip ...
 """
@@ -19,7 +20,7 @@ import sys
 
 import typer
 
-from autoreply.cli import config, conversation, eval, gaps, knowledge, queue, server
+from autoreply.cli import config, conversation, eval, gaps, knowledge, learn, queue, server
 from autoreply.cli.common import err
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ config.register(app)
 eval.register(app)
 server.register(app)
 gaps.register(app, gaps.gaps_app)
+learn.register(app)
 
 __all__ = ["app", "main"]
 

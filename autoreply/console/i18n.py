@@ -213,6 +213,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not_helpful": ("not helpful", "没帮助"),
     "fb_summary": ("{up} helpful, {down} not helpful", "{up} 有帮助，{down} 没帮助"),
     "pending_candidates": ("FAQ candidates from agents", "坐席提交的 FAQ 候选"),
+    "learned": ("Phrasings learned from conversations", "从对话中学到的问法"),
+    "learned_help": (
+        'Customers\' questions shown to belong to an entry: a "did you mean" pick, an '
+        "agent's standard script, a helpful vote, a promote. Accept writes the phrasing into "
+        "the entry as a variant (undoable).",
+        "已证明属于某条目的客户问题：“您是不是想问”中的选择、坐席发送的标准话术、“有帮助”投票、"
+        "提交为 FAQ。采纳后作为相似问写入该条目（可撤销）。",
+    ),
+    "evidence": ("Evidence", "依据"),
+    "flagged": ("Check first", "请先核对"),
+    "src_picked": ("picked", "客户选择"),
+    "src_agent_script": ("agent script", "坐席话术"),
+    "src_helpful": ("helpful", "有帮助"),
+    "src_promote": ("promoted", "提交 FAQ"),
+    "learned_ok": (
+        "Added to {entry}: {file}; {entries} entries loaded.",
+        "已加入 {entry}：{file}；已加载 {entries} 个条目。",
+    ),
     "entry_id": ("Entry id", "条目 ID"),
     "from_ticket": ("from ticket {id} by {agent}", "来自工单 {id}（{agent}）"),
     "new_file": ("{name} (new file)", "{name}（新文件）"),

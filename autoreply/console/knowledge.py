@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
+from autoreply import learning
 from autoreply.console import editing
 from autoreply.console.i18n import Translator, pick_language
 from autoreply.console.render import field as form_field
@@ -80,6 +81,7 @@ async def knowledge_page(
             ranked = []
         best = [(kb.get(c.entry_id), c.confidence) for c in ranked if c.entry_id in kb][:5]
     candidates = bot.store.list_candidates(status=CandidateStatus.PENDING)
+    learned = learning.pending(bot.store)
     return render(
         request,
         "knowledge.html",
@@ -93,6 +95,7 @@ async def knowledge_page(
         candidates=[(c, editing.new_entry_id(bot, f"promoted-{c.id}")) for c in candidates],
         targets=editing.target_names(bot),
         changes=_changes(bot),
+        learned=learned[:100],
     )
 
 
@@ -111,6 +114,7 @@ async def entry_page(request: Request, entry_id: str, session: SessionDep) -> Re
         up=sum(1 for f in feedback if f.helpful),
         down=sum(1 for f in feedback if not f.helpful),
         editable=session.is_admin and bool(editing.target_files(bot)),
+        learned=learning.pending(bot.store, entry_id=entry_id),
     )
 
 
@@ -227,6 +231,48 @@ async def candidate_action(
             )
         store.set_candidate_status(candidate_id, CandidateStatus.ACCEPTED)
         session.flash("ok", t("accepted_ok", entry=entry.id, file=into.name, entries=count))
+    except AutoreplyError as exc:
+        session.flash("error", str(exc))
+    return redirect(back)
+
+
+@router.post("/knowledge/learned/{variant_id}/{action}")
+@page
+async def learned_action(
+    request: Request, variant_id: int, action: str, session: SessionDep
+) -> Response:
+    """Accept a learned phrasing into its entry (checked, journalled, reloaded) or dismiss it."""
+    form = await read_form(request, session)
+    back = form_field(form, "back")
+    if not back.startswith("/console/knowledge") or "//" in back:
+        back = "/console/knowledge#learned"
+    if not _admin(request, session) or action not in ("accept", "dismiss"):
+        return redirect(back)
+    state = state_of(request)
+    bot = state.bot
+    t = Translator(pick_language(request))
+    by = session.agent or ""
+    try:
+        if action == "dismiss":
+            learning.dismiss(bot.store, [variant_id], by=by)
+            session.flash("ok", t("dismissed_ok"))
+            return redirect(back)
+        async with state.admin_lock:
+            [change] = await in_own_thread(
+                lambda: learning.accept(
+                    bot.store,
+                    bot.kb,
+                    [variant_id],
+                    knowledge=editing.knowledge_root(bot),
+                    reload=bot.reload,
+                    by=by,
+                    force=form_field(form, "force") == "on",
+                ),
+                name="autoreply-reload",
+            )
+        entries = len(bot.kb.enabled)
+        name = change.file.rsplit("/", 1)[-1]
+        session.flash("ok", t("learned_ok", entry=change.entry_id, file=name, entries=entries))
     except AutoreplyError as exc:
         session.flash("error", str(exc))
     return redirect(back)

@@ -6,7 +6,7 @@ SQLite or PostgreSQL, chosen by a database URL.
     schema.py             the schema (one list of migrations) and migrate()
     core.py               the Dialect, transactions (Tx), rows to records
     sql.py                SQLStore: the SQL, once (with sql_conversations.py, sql_gaps.py,
-                          sql_agents.py)
+                          sql_agents.py, sql_trust.py, sql_learning.py)
     sqlite.py, postgres.py  the two dialects and SQLiteStore / PostgresStore
 
 A new column is a migration appended in schema.py (both databases), its field on the record,

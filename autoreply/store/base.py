@@ -6,7 +6,9 @@
 - AgentStore: agents (bearer tokens, kept as sha256 only), prohibited-phrase interceptions
   and reply deliveries;
 - ReportStore: the counts behind the admin stats and the weekly report;
-- Store: all four, plus transactions, the knowledge version that tells every replica of
+- TrustStore: conversation customer tokens and the VIP list;
+- LearningStore: candidate variants learned from answered conversations (autoreply.learning);
+- Store: all of them, plus transactions, the knowledge version that tells every replica of
   the service to reload, and housekeeping.
 
 The one implementation is SQLStore (store/sql.py) over SQLite (default) or PostgreSQL
@@ -42,6 +44,8 @@ from autoreply.store.records import (
     GapAssignment,
     GapTopic,
     Interception,
+    LearnedVariant,
+    LearningSource,
     Note,
     Priority,
     Rating,
@@ -53,10 +57,19 @@ from autoreply.store.records import (
     TicketStatus,
     TopicGap,
     TopicStatus,
+    VariantStatus,
     Vip,
 )
 
-__all__ = ["AgentStore", "ConversationStore", "GapStore", "ReportStore", "Store", "TrustStore"]
+__all__ = [
+    "AgentStore",
+    "ConversationStore",
+    "GapStore",
+    "LearningStore",
+    "ReportStore",
+    "Store",
+    "TrustStore",
+]
 
 # fmt: off
 # The signatures are laid out by hand, related parameters on one line, so that the contract
@@ -426,11 +439,49 @@ class DeskStore(Protocol):
         """Ids of the tickets (newest first) whose conversation has a message containing
         ``text`` (case-insensitive, a literal substring), or whose customer id or handoff
         payload (customer name, metadata) contains it. Never notes."""
+class LearningStore(Protocol):
+    """Candidate variants learned from answered conversations (autoreply.learning)."""
+
+    def add_evidence(
+        self, *, entry_id: str, text: str, normalized: str, source: LearningSource,
+        conversation_id: str | None = None, message_id: int | None = None,
+        flag: str | None = None,
+    ) -> LearnedVariant | None:
+        """Record that a customer's question (redacted by the caller) belongs to an entry:
+        its candidate variant (entry_id, normalized) is created, or seen again (``last_seen``;
+        a new ``flag`` replaces the old one). None, and nothing stored, when ``message_id``
+        is already evidence for that variant from that source."""
+        ...
+
+    def learned_variants(
+        self, *, entry_id: str | None = None, status: VariantStatus | None = None,
+    ) -> list[LearnedVariant]:
+        """Candidate variants with their counts per source, most evidence first."""
+        ...
+
+    def get_learned_variant(self, variant_id: int) -> LearnedVariant:
+        """NotFoundError if there is none."""
+        ...
+
+    def set_variant_status(
+        self, variant_ids: list[int], status: VariantStatus, *, by: str | None = None,
+    ) -> list[LearnedVariant]:
+        """Mark candidate variants accepted, dismissed or pending again (who and when are
+        kept; pending clears them). NotFoundError naming the first unknown id."""
         ...
 
 
 @runtime_checkable
-class Store(ConversationStore, GapStore, AgentStore, ReportStore, TrustStore, DeskStore, Protocol):
+class Store(
+    ConversationStore,
+    GapStore,
+    AgentStore,
+    ReportStore,
+    TrustStore,
+    LearningStore,
+    DeskStore,
+    Protocol,
+):
     """Persistence for everything above, in transactions."""
 
     def atomic(self) -> AbstractContextManager[None]:

@@ -45,6 +45,8 @@ __all__ = [
     "Interception",
     "Note",
     "Rating",
+    "LearnedVariant",
+    "LearningSource",
     "Priority",
     "Reason",
     "ReplyCount",
@@ -55,6 +57,7 @@ __all__ = [
     "TopicGap",
     "TopicKind",
     "TopicStatus",
+    "VariantStatus",
     "Vip",
     "clean_tags",
     "hash_token",
@@ -254,3 +257,49 @@ class Delivery(BaseModel):
     status: DeliveryStatus
     error: str | None = None
     created_at: datetime
+
+
+class LearningSource(StrEnum):
+    """What showed that a customer's question belongs to an entry (autoreply.learning)."""
+
+    PICKED = "picked"
+    """The customer picked the entry from "did you mean"."""
+    AGENT_SCRIPT = "agent_script"
+    """An agent answered the escalated question with the entry's answer (a standard script)."""
+    HELPFUL = "helpful"
+    """The customer voted the entry's answer helpful."""
+    PROMOTE = "promote"
+    """An agent promoted a ticket whose answer is the entry's answer."""
+
+
+class VariantStatus(StrEnum):
+    """Where a candidate variant stands in review."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    """Written into its entry (a journalled, undoable change)."""
+    DISMISSED = "dismissed"
+
+
+class LearnedVariant(BaseModel):
+    """A candidate variant of an entry: customers' questions with one normalized text, and
+    the evidence that they belong to the entry, counted per source."""
+
+    id: int
+    entry_id: str
+    text: str
+    """As the first customer wrote it, personal data redacted."""
+    normalized: str
+    status: VariantStatus = VariantStatus.PENDING
+    counts: dict[str, int] = Field(default_factory=dict)
+    """Evidence per LearningSource value."""
+    flag: str | None = None
+    """Why it must not be accepted automatically (closer to another entry, a conflict)."""
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    first_seen: datetime
+    last_seen: datetime
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())

@@ -245,6 +245,42 @@ def m005_trust(tx: Tx) -> None:
     )
 
 
+def m006_learning(tx: Tx) -> None:
+    """Candidate variants learned from answered conversations and the evidence behind them."""
+    ddl(
+        tx,
+        """CREATE TABLE learned_variants (
+            id {id},
+            entry_id TEXT NOT NULL,
+            text TEXT NOT NULL,
+            normalized TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'accepted', 'dismissed')),
+            flag TEXT,
+            decided_by TEXT,
+            decided_at {time},
+            first_seen {time} NOT NULL,
+            last_seen {time} NOT NULL,
+            UNIQUE (entry_id, normalized)
+        )""",
+        "CREATE INDEX learned_variants_status ON learned_variants (status, entry_id)",
+        """CREATE TABLE learning_evidence (
+            id {id},
+            variant_id {key} NOT NULL REFERENCES learned_variants (id) ON DELETE CASCADE,
+            source TEXT NOT NULL
+                CHECK (source IN ('picked', 'agent_script', 'helpful', 'promote')),
+            text TEXT NOT NULL,
+            conversation_id TEXT,
+            message_id {key},
+            created_at {time} NOT NULL
+        )""",
+        # One message is evidence once per variant and source (a vote given twice counts once).
+        "CREATE UNIQUE INDEX learning_evidence_once ON learning_evidence "
+        "(variant_id, source, message_id)",
+        "CREATE INDEX learning_evidence_created_at ON learning_evidence (created_at)",
+    )
+
+
 def m007_desk(tx: Tx) -> None:
     """The agent desk: internal notes on tickets (never part of the conversation), ticket
     tags and customers' satisfaction ratings (one per resolved ticket)."""
@@ -282,6 +318,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m003_gap_topics", m003_gap_topics),
     ("m004_knowledge_version", m004_knowledge_version),
     ("m005_trust", m005_trust),
+    ("m006_learning", m006_learning),
     ("m007_desk", m007_desk),
 ]
 """Every migration autoreply knows, in the order they are applied."""

@@ -3,7 +3,8 @@
 SQLiteStore (store/sqlite.py) and PostgresStore (store/postgres.py) are this class over
 their dialect. Its parts, by concern: conversations and tickets (sql_conversations.py),
 gaps and topics (sql_gaps.py), agents (sql_agents.py), conversation tokens and the VIP
-list (sql_trust.py), ticket notes and tags (sql_desk.py); the counts for the reports, the
+list (sql_trust.py), learned variants (sql_learning.py), ticket notes, tags and ratings
+(sql_desk.py); the counts for the reports, the
 knowledge version and housekeeping are here.
 """
 
@@ -20,6 +21,7 @@ from autoreply.store.sql_agents import AgentsSQL
 from autoreply.store.sql_conversations import ConversationsSQL
 from autoreply.store.sql_desk import DeskSQL
 from autoreply.store.sql_gaps import GapsSQL
+from autoreply.store.sql_learning import LearningSQL
 from autoreply.store.sql_trust import TrustSQL
 
 __all__ = ["SQLStore"]
@@ -106,7 +108,7 @@ class ReportsSQL(SQLCore):
         return {key: int(value) for key, value in row.items()}
 
 
-class SQLStore(ConversationsSQL, GapsSQL, AgentsSQL, ReportsSQL, TrustSQL, DeskSQL):
+class SQLStore(ConversationsSQL, GapsSQL, AgentsSQL, ReportsSQL, TrustSQL, LearningSQL, DeskSQL):
     """The Store protocol in SQL over ``db`` (a Dialect); ``now`` supplies the current time
     (tests pass a fake clock)."""
 

@@ -1,0 +1,234 @@
+"""Learning from answered conversations (autoreply.learning): every signal becomes evidence,
+accepting writes the variant into its entry through the safe write, and the engine answers it
+after the reload. HashingEncoder bots on the small fixture FAQ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoreply import learning
+from autoreply.encoder import Encoder
+from autoreply.faqjournal import Journal
+from autoreply.models import Action, Message
+from autoreply.service import AutoReply
+from autoreply.settings import EngineConfig, LearningConfig, Settings
+from autoreply.store import VariantStatus
+
+CANCEL_ANSWER = "Go to Billing → Subscription → Cancel."
+
+
+def make_bot(settings: Settings, encoder: Encoder, **overrides: object) -> AutoReply:
+    return AutoReply.from_settings(settings.with_overrides(**overrides), encoder=encoder)
+
+
+@pytest.fixture
+def clarifying(settings: Settings, hashing: Encoder) -> Iterator[AutoReply]:
+    """Every question gets "did you mean" (never answered, never escalated)."""
+    engine = EngineConfig(answer_threshold=1.0, clarify_threshold=0.0, max_candidates=6)
+    with make_bot(settings, hashing, engine=engine) as b:
+        yield b
+
+
+@pytest.fixture
+def escalating(settings: Settings, hashing: Encoder) -> Iterator[AutoReply]:
+    """Every question escalates (low confidence) and opens a ticket."""
+    engine = EngineConfig(answer_threshold=1.0, clarify_threshold=1.0)
+    with make_bot(settings, hashing, engine=engine) as b:
+        yield b
+
+
+@pytest.fixture
+def answering(settings: Settings, hashing: Encoder) -> Iterator[AutoReply]:
+    """Every question is answered with its top entry."""
+    engine = EngineConfig(answer_threshold=0.0, clarify_threshold=0.0, runner_up_ratio=1.0)
+    with make_bot(settings, hashing, engine=engine) as b:
+        yield b
+
+
+def ask(bot: AutoReply, text: str, conv: str = "c1", **metadata: object):
+    return bot.handle(Message(text=text, user_id="u1", conversation_id=conv, metadata=metadata))
+
+
+def pick(bot: AutoReply, question: str, entry_id: str, conv: str = "c1"):
+    shown = ask(bot, question, conv)
+    assert shown.decision is Action.CLARIFY
+    offered = [c.entry_id for c in shown.candidates]
+    assert entry_id in offered
+    return ask(bot, str(offered.index(entry_id) + 1), conv, picked=entry_id)
+
+
+def test_a_did_you_mean_pick_is_evidence_for_the_picked_entry(clarifying: AutoReply) -> None:
+    """The question before "did you mean" becomes a candidate variant of the picked entry."""
+    reply = pick(clarifying, "can I get my money returned", "refund")
+    assert reply.decision is Action.ANSWER and reply.entry_id == "refund"
+    [v] = clarifying.store.learned_variants()
+    assert (v.entry_id, v.text, v.counts) == (
+        "refund",
+        "can I get my money returned",
+        {"picked": 1},
+    )
+    assert v.status is VariantStatus.PENDING and v.flag is None
+
+
+def test_a_pick_that_was_not_offered_teaches_nothing(clarifying: AutoReply) -> None:
+    """A pick naming an entry no clarification offered is answered but is no evidence."""
+    ask(clarifying, "hello there", "c9", picked="refund")
+    assert clarifying.store.learned_variants() == []
+
+
+def test_personal_data_is_redacted_and_known_texts_are_skipped(clarifying: AutoReply) -> None:
+    """Evidence is stored redacted; a text the entry already has is no candidate."""
+    pick(clarifying, "refund to 13812345678 please", "refund", "c1")
+    pick(clarifying, "如何退款", "refund", "c2")
+    [v] = clarifying.store.learned_variants()
+    assert "13812345678" not in v.text
+
+
+def test_an_agent_script_is_evidence_and_free_text_is_not(escalating: AutoReply) -> None:
+    """An agent's reply that is an entry's answer (lightly edited) teaches the ticket's
+    question to that entry; a reply of their own words teaches nothing."""
+    first = ask(escalating, "how do I stop paying every month", "c1")
+    assert first.ticket_id is not None
+    escalating.reply(first.ticket_id, agent="ann", text=f"{CANCEL_ANSWER} Thanks!")
+    second = ask(escalating, "where is my parcel", "c2")
+    assert second.ticket_id is not None
+    escalating.reply(second.ticket_id, agent="ann", text="Let me check with the warehouse.")
+    [v] = escalating.store.learned_variants()
+    assert (v.entry_id, v.text, v.counts) == (
+        "cancel",
+        "how do I stop paying every month",
+        {"agent_script": 1},
+    )
+
+
+def test_script_entry_needs_exactly_one_matching_answer(faq_dir: Path) -> None:
+    from autoreply.knowledge import load_knowledge
+
+    kb = load_knowledge(faq_dir)
+    assert learning.script_entry(kb, "go to billing → subscription → cancel") == "cancel"
+    assert learning.script_entry(kb, "Yes") is None
+    assert learning.script_entry(kb, "") is None
+
+
+def test_helpful_votes_and_promotes_are_evidence(
+    answering: AutoReply, escalating: AutoReply
+) -> None:
+    """A helpful vote teaches the answered question to its entry (a not-helpful one does
+    not); an agent's promote whose answer is an entry's answer teaches its question."""
+    good = ask(answering, "cancel the subscription I have", "c1")
+    bad = ask(answering, "refund my order now", "c2")
+    assert good.entry_id == "cancel"
+    answering.feedback(good.message_id, helpful=True)
+    answering.feedback(good.message_id, helpful=True)  # a second vote counts once
+    answering.feedback(bad.message_id, helpful=False)
+    [v] = answering.store.learned_variants()
+    assert (v.entry_id, v.counts) == ("cancel", {"helpful": 1})
+
+    t = ask(escalating, "please end my plan today", "c3").ticket_id
+    assert t is not None
+    escalating.claim(t, "ann")
+    escalating.resolve(t, agent="ann", resolution=CANCEL_ANSWER)
+    escalating.promote(t, agent="ann")
+    # (the two bots share one database)
+    [p] = [v for v in escalating.store.learned_variants() if v.counts.get("promote")]
+    assert (p.entry_id, p.text, p.counts) == ("cancel", "please end my plan today", {"promote": 1})
+
+
+def test_another_entry_s_text_is_flagged(clarifying: AutoReply) -> None:
+    """Picking refund for a text that is the cancel entry's is flagged, not silently kept."""
+    pick(clarifying, "Cancel subscription!", "refund")
+    [v] = clarifying.store.learned_variants()
+    assert v.flag is not None and "cancel" in v.flag
+
+
+def test_flag_for_a_confident_other_entry() -> None:
+    from autoreply.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(entries=[])
+    cands = [{"entry_id": "other", "confidence": 0.9}, {"entry_id": "mine", "confidence": 0.1}]
+    assert learning.flag_for(kb, "mine", "x", cands, answer_threshold=0.6) is not None
+    assert learning.flag_for(kb, "mine", "x", cands, answer_threshold=0.95) is None
+    assert learning.flag_for(kb, "other", "x", cands, answer_threshold=0.6) is None
+
+
+def test_accept_writes_the_variant_in_place_and_the_engine_answers_it(
+    clarifying: AutoReply, settings: Settings, hashing: Encoder, faq_dir: Path
+) -> None:
+    """Accepting edits only the entry's lines, is journalled, and after the reload the
+    engine finds the entry for the new phrasing; undo makes it pending again."""
+    question = "can I get my money returned"
+    pick(clarifying, question, "refund")
+    [v] = learning.pending(clarifying.store)
+    path = faq_dir / "faq.yaml"
+    before = path.read_text("utf-8")
+    [change] = learning.accept(
+        clarifying.store,
+        clarifying.kb,
+        [v.id],
+        knowledge=faq_dir,
+        reload=clarifying.reload,
+        by="ann",
+    )
+    assert change.entry_id == "refund" and change.variant_ids == [v.id]
+    after = path.read_text("utf-8")
+    entries = yaml.safe_load(after)["entries"]
+    assert question in entries[0]["variants"]
+    assert entries[1:] == yaml.safe_load(before)["entries"][1:]  # other entries untouched
+    assert after.split("- id: password")[1] == before.split("- id: password")[1]
+    assert clarifying.store.get_learned_variant(v.id).status is VariantStatus.ACCEPTED
+    assert question in clarifying.kb.get("refund").variants
+    with make_bot(settings, hashing) as fresh:
+        assert fresh.engine.rank([question])[0][0].entry_id == "refund"
+        assert fresh.engine.rank([question])[0][0].confidence > 0.6
+    Journal(faq_dir).undo(by="ann", store=clarifying.store)
+    assert path.read_text("utf-8") == before
+    assert clarifying.store.get_learned_variant(v.id).status is VariantStatus.PENDING
+
+
+def test_dismiss_leaves_the_file_alone(clarifying: AutoReply, faq_dir: Path) -> None:
+    pick(clarifying, "can I get my money returned", "refund")
+    [v] = learning.pending(clarifying.store)
+    before = (faq_dir / "faq.yaml").read_bytes()
+    [d] = learning.dismiss(clarifying.store, [v.id], by="ann")
+    assert d.status is VariantStatus.DISMISSED and d.decided_by == "ann"
+    assert learning.pending(clarifying.store) == []
+    assert (faq_dir / "faq.yaml").read_bytes() == before
+
+
+def test_auto_accept_is_off_by_default(clarifying: AutoReply, faq_dir: Path) -> None:
+    """With the default settings nothing enters the knowledge base on its own."""
+    assert Settings().learning.auto_accept_min_count == 0
+    before = (faq_dir / "faq.yaml").read_bytes()
+    for conv in ("c1", "c2", "c3"):
+        pick(clarifying, "can I get my money returned", "refund", conv)
+    [v] = learning.pending(clarifying.store)
+    assert v.count == 3
+    assert (faq_dir / "faq.yaml").read_bytes() == before
+    assert learning.due(clarifying.store, min_count=0) == []
+
+
+def test_auto_accept_above_the_threshold_but_never_a_flagged_one(
+    settings: Settings, hashing: Encoder, faq_dir: Path
+) -> None:
+    """With ``auto_accept_min_count=2`` the second piece of evidence writes the variant (by
+    "auto", undoable); a flagged one waits for a person whatever its count."""
+    engine = EngineConfig(answer_threshold=1.0, clarify_threshold=0.0, max_candidates=6)
+    with make_bot(
+        settings, hashing, engine=engine, learning=LearningConfig(auto_accept_min_count=2)
+    ) as bot:
+        pick(bot, "can I get my money returned", "refund", "c1")
+        assert learning.pending(bot.store)[0].count == 1
+        assert "can I get my money returned" not in bot.kb.get("refund").variants
+        pick(bot, "can I get my money returned", "refund", "c2")
+        [v] = bot.store.learned_variants()
+        assert v.status is VariantStatus.ACCEPTED and v.decided_by == "auto"
+        assert "can I get my money returned" in bot.kb.get("refund").variants
+        for conv in ("c3", "c4"):
+            pick(bot, "Cancel subscription!", "refund", conv)
+        [flagged] = learning.pending(bot.store)
+        assert flagged.flag and flagged.count == 2
+        assert Journal(faq_dir).changes()[0].by == "auto"
