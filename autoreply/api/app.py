@@ -32,6 +32,7 @@ from autoreply.api.delivery import Channels
 from autoreply.api.errors import install_error_handlers
 from autoreply.api.limits import BodyLimit, IpRateLimit, TokenBuckets
 from autoreply.api.logs import RequestContext, configure_logging
+from autoreply.api.memory import limit_malloc_arenas
 from autoreply.api.metrics import Metrics
 from autoreply.api.state import ServiceState
 from autoreply.console import router as console_router
@@ -78,6 +79,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before our threads start: memory stays flat (api/memory.py)
         with blas_on_one_thread():  # the whole process, put back at shutdown
             async with serving(app):
                 yield
