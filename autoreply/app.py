@@ -39,6 +39,7 @@ from autoreply.web.delivery import Channels
 from autoreply.web.errors import install_error_handlers
 from autoreply.web.limits import BodyLimit, IpRateLimit, TokenBuckets
 from autoreply.web.logs import RequestContext, configure_logging
+from autoreply.web.memory import limit_malloc_arenas
 from autoreply.web.prometheus import Metrics
 from autoreply.web.state import ServiceState
 
@@ -79,6 +80,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before our threads start: memory stays flat (web/memory.py)
         with blas_on_one_thread():  # the whole process, put back at shutdown
             async with serving(app):
                 yield

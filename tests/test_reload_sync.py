@@ -107,3 +107,20 @@ def test_service_without_polling_does_not_follow(settings: Settings, hashing: En
         other.reload()
         time.sleep(0.3)
         assert send(client, "Do you sell gift cards?")["entry_id"] != "gift-cards"
+
+
+def test_reloads_do_not_keep_old_engines_alive(settings: Settings, hashing: Encoder) -> None:
+    """Ten reloads leave one engine alive: an old index is freed once nothing answers on it
+    (the soak reloads every 2 minutes; bench/README.md, soak)."""
+    import gc
+    import weakref
+
+    with AutoReply.from_settings(settings, encoder=hashing) as bot:
+        bot.handle("怎么退款", user_id="u1")
+        old = []
+        for _ in range(10):
+            old.append(weakref.ref(bot.engine))
+            bot.reload()
+            bot.handle("怎么退款", user_id="u1")
+        gc.collect()
+        assert [ref() for ref in old] == [None] * 10
