@@ -40,9 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autoreply.app import create_app
 from fastapi.testclient import TestClient
 
+from autoreply.app import create_app
 from autoreply.knowledge import bundled_knowledge_dir
 from autoreply.settings import HoursConfig, ServerConfig, Settings
 from autoreply.store import AgentRole, new_token, open_store
