@@ -36,6 +36,8 @@ class Reason(StrEnum):
     SENSITIVE_CATEGORY = "sensitive_category"
     EMPTY_MESSAGE = "empty_message"
     AGENT_HANDLING = "agent_handling"
+    RATED = "rated"
+    """The customer answered the satisfaction question of a resolved ticket with 1-5."""
 
 
 class Priority(StrEnum):

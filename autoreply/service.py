@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from autoreply import learning
+from autoreply import csat, learning
 from autoreply.encoder import Encoder, get_encoder
 from autoreply.engine import Engine, language
 from autoreply.errors import AutoreplyError, ConflictError
+from autoreply.handoff import handoff_payload
 from autoreply.hours import BusinessHours
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, load_knowledge
 from autoreply.models import (
@@ -261,6 +262,9 @@ class AutoReply:
                     results[i] = earlier
                     continue
                 history = self.store.history(msg.conversation, limit=HISTORY_TURNS)
+                if (rated := csat.answer(self.store, msg, history)) is not None:
+                    results[i] = rated  # the answer to "how did we do?" after a resolve
+                    continue
                 ready.append((i, history, self.store.active_ticket(msg.conversation)))
             except AutoreplyError as exc:
                 fail(i, exc)
@@ -404,7 +408,12 @@ class AutoReply:
         return message
 
     def resolve(self, ticket_id: int, *, agent: str, resolution: str | None = None) -> Ticket:
-        return self.store.resolve_ticket(ticket_id, agent=agent, resolution=resolution)
+        """Resolve the ticket and ask the customer, in the conversation, for a 1-5 rating
+        (the service delivers the question through the conversation's channel)."""
+        with self.store.atomic():
+            ticket = self.store.resolve_ticket(ticket_id, agent=agent, resolution=resolution)
+            csat.ask(self.store, ticket)
+        return ticket
 
     def transfer(self, ticket_id: int, *, agent: str, to_agent: str) -> Ticket:
         return self.store.transfer_ticket(ticket_id, agent=agent, to_agent=to_agent)
@@ -550,43 +559,6 @@ class AutoReply:
         else:
             when = next_open.astimezone(self.hours.tz).strftime("%Y-%m-%d %H:%M %Z")
         return _OUT_OF_HOURS[language(text)].format(when=when)
-
-
-def handoff_payload(
-    msg: Message, decision: Decision, history: list[StoredMessage], customer: StoredMessage
-) -> dict[str, Any]:
-    """The one documented handoff payload every escalation carries (API, channels, store).
-
-    Keys: ``question`` (this message), ``messages`` (the customer's recent messages, oldest
-    first), ``attempts`` (the bot's recent replies with decision, reason, entry, confidence),
-    ``candidates`` (this message's top entries with scores), ``reason``, ``priority``, ``vip``,
-    ``channel``, ``user_id``, ``metadata``.
-    """
-    customer_msgs = [m for m in history if m.role is Role.CUSTOMER] + [customer]
-    attempts = [m for m in history if m.role is Role.BOT]
-    return {
-        "question": msg.text,
-        "messages": [
-            {"id": m.id, "text": m.text, "at": m.created_at.isoformat()} for m in customer_msgs
-        ],
-        "attempts": [
-            {
-                "text": m.text,
-                "decision": m.action.value if m.action else None,
-                "reason": m.reason.value if m.reason else None,
-                "entry_id": m.entry_id,
-                "confidence": m.confidence,
-            }
-            for m in attempts
-        ],
-        "candidates": [c.model_dump() for c in decision.candidates],
-        "reason": decision.reason.value,
-        "priority": decision.priority.value,
-        "vip": msg.vip,
-        "channel": msg.channel,
-        "user_id": msg.user_id,
-        "metadata": msg.metadata,
-    }
 
 
 def build_engine(settings: Settings, *, encoder: Encoder | None = None) -> Engine:

@@ -113,11 +113,16 @@ ALLOWED: dict[str, set[str]] = {
         "text",
     },
     # -- the library's entry point: engine + store -------------------------------------------
+    # satisfaction through the conversation and the handoff payload: pieces of the service
+    "csat": {"models", "store", "text"},
+    "handoff": {"models"},
     "service": {
+        "csat",
         "encoder",
         "engine",
         "errors",
         "gaps",
+        "handoff",
         "hours",
         "index",
         "knowledge",

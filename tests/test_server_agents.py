@@ -356,3 +356,30 @@ def test_a_real_channel_is_mounted_and_delivers(settings: Settings) -> None:
         reply = client.post(f"/v1/tickets/{ticket.id}/reply", headers=alice, json={"text": "Hi"})
         delivery = reply.json()["delivery"]
         assert delivery["channel"] == "telegram" and delivery["status"] == "failed"
+
+
+def test_resolving_sends_the_rating_question_through_the_channel(
+    shop: tuple[TestClient, FakeChannel], alice: dict[str, str]
+) -> None:
+    """CSAT asked through the channel: on resolve the customer gets the 1-5 question on
+    their own platform, and their "5" there is the ticket's rating."""
+    client, fake = shop
+    ticket_id = arrive(
+        client,
+        Message(text=HUMAN, user_id="csat-1", channel="fake", conversation_id="fake:room-csat"),
+    ).ticket_id
+    assert ticket_id is not None
+    client.post(f"/v1/tickets/{ticket_id}/claim", headers=alice)
+    client.post(f"/v1/tickets/{ticket_id}/resolve", headers=alice)
+    eventually(
+        lambda: any(
+            s["conversation_id"] == "fake:room-csat" and "1 (poor) to 5 (great)" in s["text"]
+            for s in fake.sent
+        )
+    )
+    rated = arrive(
+        client,
+        Message(text="5", user_id="csat-1", channel="fake", conversation_id="fake:room-csat"),
+    )
+    assert rated.reason.value == "rated"
+    assert state(client).bot.store.ratings_of([ticket_id])[ticket_id].rating == 5

@@ -141,3 +141,33 @@ def test_reload_swaps_in_the_new_knowledge(bot: AutoReply, tmp_path: Path) -> No
     )
     bot.reload(new)
     assert bot.handle("When are you open?").entry_id == "hours"
+
+
+def test_resolving_asks_for_a_rating_and_a_digit_answers_it(bot: AutoReply) -> None:
+    """On resolve the bot asks, in the customer's language, for 1-5; a reply of "４" (any
+    width) is the ticket's rating with thanks; once rated, digits are questions again."""
+    asked = bot.handle("我要投诉，找人工！", user_id="rater")
+    assert asked.ticket_id is not None
+    bot.claim(asked.ticket_id, "alice")
+    bot.reply(asked.ticket_id, agent="alice", text="已为您处理。")
+    bot.resolve(asked.ticket_id, agent="alice")
+    question = bot.store.history(asked.conversation_id)[-1]
+    assert question.role is Role.BOT and "1" in question.text and "打分" in question.text
+    rated = bot.handle("４", user_id="rater")
+    assert rated.reason is Reason.RATED and rated.ticket_id == asked.ticket_id
+    assert bot.store.ratings_of([asked.ticket_id])[asked.ticket_id].rating == 4
+    again = bot.handle("5", user_id="rater")
+    assert again.reason is not Reason.RATED
+    assert bot.store.ratings_of([asked.ticket_id])[asked.ticket_id].rating == 4
+
+
+def test_a_question_after_the_rating_request_is_handled_as_usual(bot: AutoReply) -> None:
+    """Only a bare 1-5 answers the rating question; anything else is a new question."""
+    asked = bot.handle("I want to talk to a human", user_id="norate")
+    assert asked.ticket_id is not None
+    bot.claim(asked.ticket_id, "alice")
+    bot.resolve(asked.ticket_id, agent="alice")
+    assert "1 (poor) to 5 (great)" in bot.store.history(asked.conversation_id)[-1].text
+    followed = bot.handle("5 stars but how do I get a refund", user_id="norate")
+    assert followed.reason is not Reason.RATED
+    assert bot.store.ratings_of([asked.ticket_id]) == {}

@@ -124,9 +124,16 @@ class Channels:
             self._spawn(channel.handoff(ticket), "handoff", ticket)
 
     def resolved(self, ticket: Ticket) -> None:
-        """Tell the conversation's channel the ticket was resolved (in the background)."""
+        """Tell the conversation's channel the ticket was resolved, then send the customer
+        the rating question the bot asked on resolve (in the background)."""
         if (channel := self.channel_for(ticket.channel)) is not None:
-            self._spawn(channel.resolved(ticket), "resolved", ticket)
+            self._spawn(self._resolved(channel, ticket), "resolved", ticket)
+
+    async def _resolved(self, channel: Channel, ticket: Ticket) -> None:
+        await channel.resolved(ticket)
+        last = await run_in_threadpool(self.store.history, ticket.conversation_id, limit=1)
+        if last and (last[-1].details or {}).get("csat_for") == ticket.id:
+            await self.deliver(ticket, last[-1])
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str, ticket: Ticket) -> None:
         async def run() -> None:
