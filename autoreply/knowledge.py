@@ -21,7 +21,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -204,76 +203,32 @@ def cross_check(entries: Sequence[FAQEntry]) -> tuple[list[FAQFormatError], tupl
     return _duplicate_ids(entries), _find_conflicts(entries)
 
 
-def write_entries(path: Path, entries: Sequence[FAQEntry]) -> None:
-    """Write entries as YAML, JSON or JSONL (by suffix), atomically: readers see old or new."""
-    path = Path(path)
-    rows = [_plain(e) for e in entries]
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        text = yaml.dump(rows, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=10**6)
-    elif suffix == ".json":
-        text = json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
-    elif suffix == ".jsonl":
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    else:
-        raise KnowledgeError(f"{path}: cannot write FAQ entries as '{suffix}'; use .yaml or .jsonl")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    # Hidden temp name: a directory load running meanwhile skips it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --- files ------------------------------------------------------------------------------
 
 
 def check_replacement(
-    folder: Path, name: str, staged: Path
+    folder: Path, name: str, data: bytes
 ) -> tuple[list[FAQEntry], list[Conflict]]:
     """What ``autoreply check`` would say of ``folder`` with its file ``name`` replaced by
-    (or added as) the file at ``staged``, without touching the folder.
+    (or added as) ``data``, without touching the folder.
 
     Raises KnowledgeInvalid with every problem (the new file's format, an id it shares
     with another file, problems elsewhere that would stop the reload), located in
     ``folder/name``; returns the new file's entries and the conflicts that involve them
     (a question or variant that another entry also has)."""
     target = folder / name
-    fresh, problems = _parse_file(staged)
-    fresh = [e.model_copy(update={"source": _moved(e.source, staged, target)}) for e in fresh]
-    problems = [
-        FAQFormatError(target, line=p.line, field=p.field, problem=p.problem, hint=p.hint)
-        for p in problems
-    ]
+    fresh, problems = parse_planned(target, data)
     others: list[FAQEntry] = []
     for file in _faq_files(folder):
-        if file.name != name:
+        if file != target:
             found, bad = _parse_file(file)
             others += found
             problems += bad
-    problems += _duplicate_ids(others + fresh)
-    if problems:
-        raise KnowledgeInvalid(problems)
+    duplicates, conflicts = cross_check(others + fresh)
+    if problems or duplicates:
+        raise KnowledgeInvalid(problems + duplicates)
     new_ids = {e.id for e in fresh}
-    conflicts = [
-        c
-        for c in _find_conflicts(others + fresh)
-        if c.first[0] in new_ids or c.second[0] in new_ids
-    ]
-    return fresh, conflicts
-
-
-def _moved(source: str | None, staged: Path, target: Path) -> str | None:
-    if source is None:
-        return None
-    return str(target) + source.removeprefix(str(staged))
+    return fresh, [c for c in conflicts if c.first[0] in new_ids or c.second[0] in new_ids]
 
 
 def _faq_files(path: Path) -> list[Path]:
@@ -493,26 +448,3 @@ def _find_conflicts(entries: Sequence[FAQEntry]) -> tuple[Conflict, ...]:
                 a, b = (first.id, first.source or ""), (entry.id, entry.source or "")
                 conflicts.append(Conflict(key, a, b))
     return tuple(conflicts)
-
-
-# --- writing ----------------------------------------------------------------------------
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes multi-line text as a literal block, as a person would."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def _plain(entry: FAQEntry) -> dict[str, Any]:
-    row = entry.model_dump(mode="json")
-    for name, default in (("variants", []), ("tags", []), ("escalate", False), ("enabled", True)):
-        if row[name] == default:
-            del row[name]
-    return row

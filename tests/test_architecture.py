@@ -144,6 +144,7 @@ ALLOWED: dict[str, set[str]] = {
         "faqchange",
         "faqfiles",
         "faqjournal",
+        "faqwrite",
         "gaps",
         "knowledge",
         "learning",

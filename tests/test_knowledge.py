@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import openpyxl
@@ -20,7 +19,6 @@ from autoreply.knowledge import (
     load_faq,
     load_knowledge,
     parse_entries,
-    write_entries,
 )
 from autoreply.models import FAQEntry
 
@@ -567,23 +565,6 @@ def test_fingerprint_is_stable_and_follows_content(tmp_path: Path) -> None:
     text = YAML_TEXT.replace("Delivery takes 3-5 days.", "Delivery takes 3-6 days.")
     (tmp_path / "faq.yaml").write_text(text, encoding="utf-8")
     assert load_knowledge(tmp_path / "faq.yaml").fingerprint != first
-
-
-@pytest.mark.parametrize("name", ["out.yaml", "out.json", "out.jsonl"])
-def test_write_entries_round_trips(tmp_path: Path, name: str) -> None:
-    path = tmp_path / name
-    entries = [*ENTRIES, FAQEntry(id="123", question="yes", answer="no: 'x'\n  - y", enabled=False)]
-    path.write_text("old", encoding="utf-8")
-    os.chmod(path, 0o640)
-    write_entries(path, entries)
-    assert bare(load_knowledge(path).entries) == entries
-    assert os.listdir(tmp_path) == [name]
-    assert path.stat().st_mode & 0o777 == 0o640
-
-
-def test_write_entries_rejects_unknown_formats(tmp_path: Path) -> None:
-    with pytest.raises(KnowledgeError, match="cannot write"):
-        write_entries(tmp_path / "out.txt", ENTRIES)
 
 
 # --- never another exception ------------------------------------------------------------

@@ -10,8 +10,6 @@ into the knowledge folder atomically and the whole knowledge base reloaded; if t
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +28,7 @@ from autoreply.faqchange import (
 )
 from autoreply.faqfiles import FAQ_SUFFIXES
 from autoreply.faqjournal import Journal
+from autoreply.faqwrite import write_atomic
 from autoreply.gaps import suggest
 from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
 from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry
@@ -113,15 +112,12 @@ def _install(
             f"the service's knowledge is {folder}, not a folder of its own; start it with "
             "--knowledge FOLDER (or AUTOREPLY_KNOWLEDGE) to upload files"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / name
-        staged.write_bytes(data)
-        try:
-            entries, conflicts = check_replacement(folder, name, staged)
-        except KnowledgeInvalid as exc:
-            raise KnowledgeInvalid([_relabel(p, folder) for p in exc.problems]) from None
-        except FAQFormatError as exc:
-            raise KnowledgeInvalid([_relabel(exc, folder)]) from None
+    try:
+        entries, conflicts = check_replacement(folder, name, data)
+    except KnowledgeInvalid as exc:
+        raise KnowledgeInvalid([_relabel(p, folder) for p in exc.problems]) from None
+    except FAQFormatError as exc:
+        raise KnowledgeInvalid([_relabel(exc, folder)]) from None
     warnings = [_relabel(_conflict_problem(c), folder) for c in conflicts]
     if warnings and not accept_warnings and not dry_run:
         raise KnowledgeInvalid(warnings)
@@ -130,14 +126,11 @@ def _install(
         return UploadResult(file=name, entries=len(entries), warnings=report, dry_run=True)
     target = folder / name
     previous = target.read_bytes() if target.exists() else None
-    _write_atomic(target, data)
+    write_atomic(target, data)
     try:
         index = bot.reload()
     except BaseException:
-        if previous is None:
-            target.unlink(missing_ok=True)
-        else:
-            _write_atomic(target, previous)
+        write_atomic(target, previous)  # None: the file was new, so it goes again
         raise
     return UploadResult(
         file=name, entries=len(entries), warnings=report, reload=reload_result(index)
@@ -167,21 +160,6 @@ def _relabel(problem: FAQFormatError, folder: Path) -> FAQFormatError:
     return FAQFormatError(
         shown, line=problem.line, field=problem.field, problem=problem_text, hint=problem.hint
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Hidden temp name: a knowledge load running meanwhile skips it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class AcceptRequest(BaseModel):
