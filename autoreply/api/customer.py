@@ -131,9 +131,15 @@ def namespaced(body: MessageIn, *, verified: bool) -> Message:
     return message.untrusted()
 
 
-def _may_read(state: ServiceState, conversation_id: str, token: str | None) -> bool:
-    key = state.bot.store.conversation_key(conversation_id) if token else None
+def opens(key: str | None, token: str | None) -> bool:
+    """Whether ``token`` is the customer token whose sha256 is the conversation's ``key``
+    (constant-time; no key or no token never opens)."""
     return key is not None and token is not None and same(hash_token(token), key)
+
+
+def token_opens(state: ServiceState, conversation_id: str, token: str | None) -> bool:
+    """Whether ``token`` opens the stored conversation ``conversation_id``."""
+    return bool(token) and opens(state.bot.store.conversation_key(conversation_id), token)
 
 
 def _is_retry(state: ServiceState, message: Message) -> bool:
@@ -149,7 +155,7 @@ def _is_retry(state: ServiceState, message: Message) -> bool:
     )
 
 
-def _not_found(conversation_id: str) -> NotFoundError:
+def not_found(conversation_id: str) -> NotFoundError:
     # The same words for a conversation that does not exist and one the caller may not
     # read: the answer must not tell an attacker which ids are taken.
     return NotFoundError(
@@ -180,7 +186,7 @@ async def post_message(
     conversation = message.conversation
     store = state.bot.store
     key = await asyncio.to_thread(store.conversation_key, conversation)
-    allowed = signed or key is None or (token is not None and same(hash_token(token), key))
+    allowed = signed or key is None or opens(key, token)
     if not allowed and not await asyncio.to_thread(_is_retry, state, message):
         raise Forbidden(
             f"conversation '{conversation}' was started by another client: send its "
@@ -221,11 +227,11 @@ def get_conversation(
         )
     if credentials is not None:
         agent_for(state, credentials.credentials)
-    elif not _may_read(state, conversation_id, token):
-        raise _not_found(conversation_id)
+    elif not token_opens(state, conversation_id, token):
+        raise not_found(conversation_id)
     messages = state.bot.store.history(conversation_id)
     if not messages:
-        raise _not_found(conversation_id)
+        raise not_found(conversation_id)
     if after is not None:
         messages = [m for m in messages if m.id > after]
     return Conversation(conversation_id=conversation_id, messages=messages[:limit])
@@ -263,6 +269,6 @@ def post_feedback(
     elif signed:
         if message.channel != API_CHANNEL:  # the webhook's key opens only its own namespace
             raise missing
-    elif not _may_read(state, message.conversation_id, token):
+    elif not token_opens(state, message.conversation_id, token):
         raise missing
     return state.bot.feedback(body.message_id, helpful=body.helpful, comment=body.comment)

@@ -19,8 +19,8 @@ from autoreply.api.customer import (
     TOKEN_HEADER,
     SignedDep,
     TokenDep,
-    _may_read,
-    _not_found,
+    not_found,
+    token_opens,
 )
 from autoreply.api.schemas import RatingIn
 from autoreply.errors import ConflictError, NotFoundError
@@ -55,9 +55,9 @@ def _rate(state: ServiceState, body: RatingIn, *, signed: bool, token: str | Non
     if signed:
         allowed = conversation.startswith(f"{API_CHANNEL}:")
     else:
-        allowed = _may_read(state, conversation, token)
+        allowed = token_opens(state, conversation, token)
     if not allowed:
-        raise _not_found(conversation)
+        raise not_found(conversation)
     store = state.bot.store
     tickets = store.tickets_for_conversations([conversation])
     if body.ticket_id is not None:
