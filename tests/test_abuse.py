@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from test_server import agent, module_settings, roomy, state
+from test_server import BACKENDS, agent, backend_settings, roomy, state
 
 from autoreply.app import create_app
 from autoreply.encoder import HashingEncoder, Kind
@@ -684,19 +684,11 @@ CASES: list[Case] = [
 # -- the suite ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    settings = module_settings(tmp_path_factory)
-    database = None
-    if request.param == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        database = cluster.new_database()
-        settings = settings.model_copy(update={"db": cluster.url(database)})
     encoder = HookEncoder()
-    app = create_app(roomy(settings), encoder=encoder)
-    try:
+    with backend_settings(request, tmp_path_factory) as settings:
+        app = create_app(roomy(settings), encoder=encoder)
         with TestClient(app, raise_server_exceptions=False) as client:
             c = Ctx(
                 client=client,
@@ -709,9 +701,6 @@ def ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             )
             c.tables = table_names(c)
             yield c
-    finally:
-        if database is not None:
-            request.getfixturevalue("pg_cluster").drop_database(database)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -32,7 +32,8 @@ from test_channels_feishu import ENCRYPT_KEY, VTOKEN, encrypted_request, receive
 from test_channels_slack import SECRET as SLACK_SECRET
 from test_channels_slack import event as slack_event
 from test_channels_slack import signed as slack_signed
-from test_server import HUMAN, agent, module_settings, roomy, state
+from test_server import BACKENDS, HUMAN, agent, backend_settings, module_settings, roomy, state
+from test_server import arrive as arrive_at
 
 from autoreply.app import create_app
 from autoreply.channels.config import (
@@ -92,22 +93,13 @@ def settle(ctx: Ctx) -> None:
 
 def arrive(ctx: Ctx, message: Message) -> Reply:
     """A message through its channel's own verified route, as the adapter hands it over."""
-    reply: Reply = ctx.client.portal.call(state(ctx.client).handle, message)  # type: ignore[union-attr]
-    return reply
+    return arrive_at(ctx.client, message)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    settings = module_settings(tmp_path_factory)
-    database = None
-    if request.param == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        database = cluster.new_database()
-        settings = settings.model_copy(update={"db": cluster.url(database)})
-    app = create_app(roomy(settings), encoder=HashingEncoder())
-    try:
+    with backend_settings(request, tmp_path_factory) as settings:
+        app = create_app(roomy(settings), encoder=HashingEncoder())
         with TestClient(app) as client:
             c = Ctx(
                 client=client,
@@ -120,9 +112,6 @@ def ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                 c.platforms[name] = Recorder(name)
                 state(client).channels.channels[name] = c.platforms[name]  # type: ignore[assignment]
             yield c
-    finally:
-        if database is not None:
-            request.getfixturevalue("pg_cluster").drop_database(database)
 
 
 # -- 1. conversations are private ----------------------------------------------------------------

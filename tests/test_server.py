@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from autoreply.app import create_app
 from autoreply.encoder import Encoder, HashingEncoder
+from autoreply.models import Message, Reply
 from autoreply.settings import ServerConfig, Settings
 from autoreply.store import AgentRole, new_token, open_store
 from autoreply.web.state import ServiceState
@@ -127,6 +128,35 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         cache_dir=tmp / "cache",
         hours=ALWAYS_OPEN,
     )
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""Module-fixture params for suites that run on both stores (``backend_settings``)."""
+
+
+@contextmanager
+def backend_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """``module_settings`` on the store ``request.param`` names: a fresh database on the
+    session's PostgreSQL cluster (dropped afterwards) for ``"postgres"``."""
+    settings = module_settings(tmp_path_factory)
+    if request.param != "postgres":
+        yield settings
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    database = cluster.new_database()
+    try:
+        yield settings.model_copy(update={"db": cluster.url(database)})
+    finally:
+        cluster.drop_database(database)
+
+
+def arrive(client: TestClient, message: Message) -> Reply:
+    """A message through its channel's own (verified) route, as the adapter hands it to
+    the app: ``POST /v1/messages`` can no longer speak for another channel."""
+    reply: Reply = client.portal.call(state(client).handle, message)  # type: ignore[union-attr]
+    return reply
 
 
 @pytest.fixture(scope="module")

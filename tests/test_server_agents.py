@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from test_server import (
     HUMAN,
     agent,
+    arrive,
     error,
     escalate,
     module_settings,
@@ -26,7 +27,7 @@ from test_server import (
 
 from autoreply.channels.config import ChannelsConfig, TelegramConfig
 from autoreply.errors import AutoreplyError
-from autoreply.models import Message, Reply, Ticket
+from autoreply.models import Message, Ticket
 from autoreply.settings import Settings
 from autoreply.store import AgentRole
 
@@ -52,13 +53,6 @@ class FakeChannel:
 
     async def resolved(self, ticket: Ticket) -> None:
         self.resolutions.append(ticket)
-
-
-def arrive(client: TestClient, message: Message) -> Reply:
-    """A message through its channel's own (verified) route, as the adapter hands it to
-    the app: ``POST /v1/messages`` can no longer speak for another channel."""
-    reply: Reply = client.portal.call(state(client).handle, message)  # type: ignore[union-attr]
-    return reply
 
 
 def eventually(check: Any, timeout: float = 5.0) -> None:
