@@ -131,9 +131,11 @@ class Channels:
 
     async def _resolved(self, channel: Channel, ticket: Ticket) -> None:
         await channel.resolved(ticket)
-        last = await run_in_threadpool(self.store.history, ticket.conversation_id, limit=1)
-        if last and (last[-1].details or {}).get("csat_for") == ticket.id:
-            await self.deliver(ticket, last[-1])
+        # The question resolve() stored; the customer may have written since.
+        recent = await run_in_threadpool(self.store.history, ticket.conversation_id, limit=5)
+        asked = [m for m in recent if (m.details or {}).get("csat_for") == ticket.id]
+        if asked:
+            await self.deliver(ticket, asked[-1])
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str, ticket: Ticket) -> None:
         async def run() -> None:
