@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
+from autoreply import csat
 from autoreply.channels.config import ChannelsConfig
 from autoreply.errors import AutoreplyError
 from autoreply.models import Message, Reply, StoredMessage, Ticket
@@ -133,7 +134,7 @@ class Channels:
         await channel.resolved(ticket)
         # The question resolve() stored; the customer may have written since.
         recent = await run_in_threadpool(self.store.history, ticket.conversation_id, limit=5)
-        asked = [m for m in recent if (m.details or {}).get("csat_for") == ticket.id]
+        asked = [m for m in recent if (m.details or {}).get(csat.KEY) == ticket.id]
         if asked:
             await self.deliver(ticket, asked[-1])
 
