@@ -451,3 +451,31 @@ def test_a_signed_webhook_may_claim_vip_and_an_unsigned_one_is_refused(
     assert state(guarded).bot.store.get_ticket(urgent.json()["ticket_id"]).priority == "urgent"
     assert guarded.post("/v1/messages", json={**body, "user_id": "v2"}).status_code == 401
     assert state(guarded).bot.store.history("api:v2") == []
+
+
+def test_a_signed_backend_rates_only_api_conversations(guarded: TestClient) -> None:
+    """CSAT through a signed request: the webhook's key rates a resolved ticket of an api
+    conversation, and opens nothing on another channel (the same 404 as an unknown one)."""
+    ann = agent(guarded, "ann-csat")
+    reply = signed_post(guarded, {"text": HUMAN, "user_id": "rate-signed"}).json()
+    ticket_id = reply["ticket_id"]
+    guarded.post(f"/v1/tickets/{ticket_id}/claim", headers=ann)
+    guarded.post(f"/v1/tickets/{ticket_id}/resolve", headers=ann)
+
+    def rate(conversation_id: str) -> httpx.Response:
+        raw = json.dumps({"conversation_id": conversation_id, "rating": 4}).encode()
+        ts = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Autoreply-Timestamp": ts,
+            "X-Autoreply-Signature": sign_request(raw, WEBHOOK_SECRET, ts),
+        }
+        return guarded.post("/v1/csat", content=raw, headers=headers)
+
+    assert rate(reply["conversation_id"]).status_code == 201
+    assert state(guarded).bot.store.ratings_of([ticket_id])[ticket_id].rating == 4
+    assert rate("telegram:12345").status_code == 404
+    unsigned = guarded.post(
+        "/v1/csat", json={"conversation_id": reply["conversation_id"], "rating": 5}
+    )
+    assert unsigned.status_code == 401
