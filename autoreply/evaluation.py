@@ -41,7 +41,7 @@ from autoreply.eval_report import (
     Latency,
     Thresholds,
 )
-from autoreply.gaps import TopicConfig, cluster_quality
+from autoreply.gap_clustering import TopicConfig, cluster_quality
 from autoreply.knowledge import KnowledgeBase, load_knowledge
 from autoreply.models import Action, Candidate, Decision
 from autoreply.retriever import KnowledgeIndex
@@ -55,7 +55,7 @@ BATCH = 128
 LATENCY_SAMPLES = 100
 OUT_OF_SCOPE = "out-of-scope"
 GAP_SWEEP = (0.6, 0.8, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 2.0)
-"""Ward distance thresholds tried for gap clustering (autoreply.gaps clusters the same way)."""
+"""Ward distance thresholds tried for gap clustering (as autoreply.gap_clustering clusters)."""
 GAP_MAX_QUESTIONS = 2000
 
 
@@ -407,8 +407,8 @@ def gap_clustering(
     *,
     distance_threshold: float,
 ) -> GapClustering | None:
-    """Cluster the questions that have a gap_topic as autoreply.gaps does (Ward on the unit
-    vectors); ARI/NMI against the topics at ``distance_threshold``, plus a sweep."""
+    """Cluster the questions that have a gap_topic as autoreply.gap_clustering does (Ward on the
+    unit vectors); ARI/NMI against the topics at ``distance_threshold``, plus a sweep."""
     gaps = [q for q in questions if q.gap_topic][:GAP_MAX_QUESTIONS]
     if len(gaps) < 2:
         return None

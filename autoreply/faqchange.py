@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from autoreply.errors import ConflictError, KnowledgeError
 from autoreply.faqjournal import Change, Journal, whoami
 from autoreply.faqwrite import appended, replaced, write_atomic
-from autoreply.gaps import Suggestion, TopicConfig, suggest
+from autoreply.gap_clustering import TopicConfig
+from autoreply.gap_suggestions import Suggestion, suggest
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, cross_check, parse_planned
 from autoreply.models import FAQEntry
 from autoreply.retriever import KnowledgeIndex

@@ -2,7 +2,8 @@
 
 FAQEntry (knowledge), Message (a customer's message in), Reply (what the bot says back),
 Decision (the pure engine's verdict), and the stored records: StoredMessage, Ticket, Gap,
-Feedback, FAQCandidate. Closed sets are StrEnums.
+Feedback, FAQCandidate; TopicKind, which gap clustering and the store both speak. Closed sets are
+StrEnums.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ class CandidateStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     DISMISSED = "dismissed"
+
+
+class TopicKind(StrEnum):
+    """What a gap topic asks of the FAQ."""
+
+    NEW = "new"
+    """Questions no entry covers: a new entry is needed."""
+    NEAR_MISS = "near_miss"
+    """Questions an existing entry (``entry_id``) nearly matched: it needs more variants."""
 
 
 class FAQEntry(BaseModel):

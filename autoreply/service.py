@@ -39,7 +39,7 @@ from autoreply.settings import Settings
 from autoreply.store import LearnedVariant, Store, open_store
 
 if TYPE_CHECKING:
-    from autoreply.gaps import TopicRun
+    from autoreply.gap_topics import TopicRun
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,10 @@ class AutoReply:
 
     def update_gap_topics(self, *, rebuild: bool = False) -> TopicRun:
         """Bring the FAQ gap topics up to date: new gaps join the nearest topic or form new
-        ones, with the current index's encoder (``autoreply.gaps.update_topics``). The CLI,
+        ones, with the current index's encoder (``autoreply.gap_topics.update_topics``). The CLI,
         the API and the console all call this before they show topics or the weekly report;
         ``rebuild`` forgets every topic first."""
-        from autoreply.gaps import update_topics  # clustering is not needed to answer
+        from autoreply.gap_topics import update_topics  # clustering is not needed to answer
 
         return update_topics(self.store, self.engine.index, rebuild=rebuild)
 

@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from autoreply.errors import ConfigError
-from autoreply.gaps import Suggestion, keyword_tokens, suggest
+from autoreply.gap_clustering import keyword_tokens
+from autoreply.gap_suggestions import Suggestion, suggest
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import Action, Reason, Ticket, TicketStatus
 from autoreply.redact import redact

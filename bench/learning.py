@@ -57,7 +57,9 @@ from autoreply import faqchange, learning  # noqa: E402
 from autoreply.errors import ConflictError, KnowledgeError  # noqa: E402
 from autoreply.evaluation import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.faqjournal import Journal  # noqa: E402
-from autoreply.gaps import TopicConfig, suggest, update_topics  # noqa: E402
+from autoreply.gap_clustering import TopicConfig  # noqa: E402
+from autoreply.gap_suggestions import suggest  # noqa: E402
+from autoreply.gap_topics import update_topics  # noqa: E402
 from autoreply.knowledge import load_knowledge  # noqa: E402
 from autoreply.models import Action, Message  # noqa: E402
 from autoreply.service import AutoReply  # noqa: E402

@@ -15,17 +15,16 @@ from typer.testing import CliRunner
 from autoreply.cli.gaps import register
 from autoreply.errors import ConfigError, ConflictError, KnowledgeError
 from autoreply.faqchange import Journal, apply, draft_for_topic
-from autoreply.gaps import (
+from autoreply.gap_clustering import (
     TopicConfig,
     ctfidf_keywords,
     discover,
     fold_duplicates,
     medoid,
-    suggest,
-    suggestions,
     unit,
-    update_topics,
 )
+from autoreply.gap_suggestions import suggest, suggestions
+from autoreply.gap_topics import update_topics
 from autoreply.knowledge import load_knowledge, parse_entries
 from autoreply.models import Message
 from autoreply.service import AutoReply
@@ -353,7 +352,7 @@ def test_only_variants_that_ask_the_same_thing_are_ticked(demo_bot: AutoReply) -
     """A topic that swept up unrelated questions: the review form ticks the paraphrases of
     its question and leaves 'widget gizmo' and a student-discount question unticked."""
     from autoreply.faqchange import core_variants
-    from autoreply.gaps import Suggestion
+    from autoreply.gap_suggestions import Suggestion
 
     related = ["rocket launch time today", "what time is the next rocket launch"]
     unrelated = ["widget gizmo", "do you have a student discount", "where is my parcel"]

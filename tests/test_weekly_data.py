@@ -12,7 +12,7 @@ import pytest
 
 from autoreply.encoder import Encoder
 from autoreply.errors import ConfigError
-from autoreply.gaps import update_topics
+from autoreply.gap_topics import update_topics
 from autoreply.models import Message
 from autoreply.service import AutoReply
 from autoreply.settings import Settings

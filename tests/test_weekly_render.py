@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoreply.errors import ConfigError
-from autoreply.gaps import update_topics
+from autoreply.gap_topics import update_topics
 from autoreply.models import Priority, Reason
 from autoreply.service import AutoReply
 from autoreply.store import LearningSource, VariantStatus

@@ -29,7 +29,7 @@ from autoreply.faqchange import (
 from autoreply.faqfiles import FAQ_SUFFIXES
 from autoreply.faqjournal import Journal
 from autoreply.faqwrite import write_atomic
-from autoreply.gaps import suggest
+from autoreply.gap_suggestions import suggest
 from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
 from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry
 from autoreply.retriever import KnowledgeIndex

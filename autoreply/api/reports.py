@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from autoreply.api.auth import AgentDep
 from autoreply.errors import ConfigError
-from autoreply.gaps import Suggestion, suggest
+from autoreply.gap_suggestions import Suggestion, suggest
 from autoreply.store import GapTopic, TopicKind, TopicStatus
 from autoreply.web.batching import in_own_thread
 from autoreply.web.errors import ERROR_RESPONSES, Invalid

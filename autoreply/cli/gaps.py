@@ -135,7 +135,7 @@ def gaps_suggest(
 
     Example:  autoreply gaps suggest --limit 5
     """
-    from autoreply.gaps import suggestions
+    from autoreply.gap_suggestions import suggestions
 
     with _open(knowledge, db) as bot:
         drafts = suggestions(bot.store, kb=bot.kb, limit=limit)
@@ -212,7 +212,7 @@ def gaps_accept(
     from autoreply.errors import KnowledgeError
     from autoreply.faqchange import apply, check_draft, core_variants, draft_for_topic
     from autoreply.faqjournal import Journal
-    from autoreply.gaps import suggest
+    from autoreply.gap_suggestions import suggest
 
     root = _knowledge_root(load_settings(knowledge, db))
     bot = _open(knowledge, db, update=False)

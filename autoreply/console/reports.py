@@ -26,7 +26,7 @@ from autoreply.console.render import state_of as _state
 from autoreply.console.sessions import SessionDep
 from autoreply.errors import AutoreplyError, ConfigError
 from autoreply.faqchange import Draft, Verdict, core_variants
-from autoreply.gaps import Suggestion, suggest
+from autoreply.gap_suggestions import Suggestion, suggest
 from autoreply.store import TopicKind, TopicStatus
 from autoreply.web.batching import in_own_thread
 from autoreply.web.state import ServiceState

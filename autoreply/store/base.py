@@ -2,7 +2,7 @@
 
 - ConversationStore: conversations and their messages, tickets (the human queue), feedback
   and FAQ candidates, with the ownership rules below;
-- GapStore: FAQ gaps and the topics they are grouped into (autoreply.gaps);
+- GapStore: FAQ gaps and the topics they are grouped into (autoreply.gap_topics);
 - AgentStore: agents (bearer tokens, kept as sha256 only), prohibited-phrase interceptions
   and reply deliveries;
 - ReportStore: the counts behind the admin stats and the weekly report;
@@ -200,7 +200,7 @@ class ConversationStore(Protocol):
 
 
 class GapStore(Protocol):
-    """FAQ gaps and their topics (autoreply.gaps keeps the topics current)."""
+    """FAQ gaps and their topics (autoreply.gap_topics keeps the topics current)."""
 
     def add_gap(
         self, *, question: str, normalized: str, reason: Reason, channel: str,

@@ -27,6 +27,7 @@ from autoreply.models import (
     StoredMessage,
     Ticket,
     TicketStatus,
+    TopicKind,
 )
 
 __all__ = [
@@ -171,15 +172,6 @@ class DeliveryStatus(StrEnum):
     """No push channel: the reply waits in the conversation (GET /v1/conversations/{id})."""
 
 
-class TopicKind(StrEnum):
-    """What a gap topic asks of the FAQ."""
-
-    NEW = "new"
-    """Questions no entry covers: a new entry is needed."""
-    NEAR_MISS = "near_miss"
-    """Questions an existing entry (``entry_id``) nearly matched: it needs more variants."""
-
-
 class TopicStatus(StrEnum):
     """Where a topic stands in review. Re-clustering never changes it."""
 
@@ -191,7 +183,7 @@ class TopicStatus(StrEnum):
 
 
 class GapTopic(BaseModel):
-    """A group of FAQ gaps that ask the same thing (autoreply.gaps keeps them current)."""
+    """A group of FAQ gaps that ask the same thing (autoreply.gap_topics keeps them current)."""
 
     id: int
     """Stable across runs: the id of the topic's earliest gap when it was first found."""

@@ -1,4 +1,4 @@
-"""FAQ gaps and gap topics in SQL, for every dialect (autoreply.gaps keeps the topics)."""
+"""FAQ gaps and gap topics in SQL, for every dialect (autoreply.gap_topics keeps the topics)."""
 
 from __future__ import annotations
 

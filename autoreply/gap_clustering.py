@@ -1,0 +1,250 @@
+"""Gap clustering, the pure maths: no store, no I/O. Questions (unit vectors) are grouped by
+meaning and each group is judged against the FAQ texts.
+
+discover() takes the unit vectors of gaps and the FAQ (a knowledge index, or a plain matrix of
+FAQ vectors in tests): near-duplicates (cosine at least ``duplicate_similarity``) are folded
+into one point, Ward agglomerative clustering of the unit vectors is cut at ``ward_threshold``
+(a cluster whose two halves hold together ``split_gain`` better is split), members closer to an
+FAQ text than to their cluster's centroid are left out (a near miss of an entry), clusters of
+fewer than ``min_size`` gaps wait for more. A cluster that holds together better than it
+resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
+minus ``near_miss_margin``) is a ``new`` topic; one whose gaps mostly (``near_miss_share``) have
+the entry nearest its centroid as their own nearest entry is a ``near_miss`` topic of that
+entry; any other cluster is no topic.
+
+Keywords are c-TF-IDF over the topics' questions (jieba words for Chinese, words for English,
+minus a small stopword list). The evaluation scores cluster_labels() with cluster_quality();
+autoreply.gap_topics keeps the store's topics current with discover(). Defaults suit the
+bundled e5 encoder: chosen on clinc150_gap's dev split, bench/gaps.py reports its test split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoreply.models import TopicKind
+from autoreply.ranking_metrics import ClusterQuality
+from autoreply.retriever import KnowledgeIndex
+from autoreply.text import tokenize
+
+_STOP_EN = """a an the i me my mine you your yours we our us it its is are was were be been being am
+do does did doing to of in on at by for with from about as into and or but if so than then that
+this these those there here what which who whom whose how when where why can could would should
+will shall may might must have has had having please pls thanks thank hi hello hey just any some
+get got know tell let like want need im i'm i'd i've it's what's don't phone email card id number"""
+_STOP_ZH = """的 了 吗 呢 吧 啊 呀 哦 嗯 么 我 你 您 他 她 它 我们 你们 他们
+是 在 有 和 与 或 就 都 也 还 要 想 请 请问 怎么 怎么办 怎样
+如何 什么 为什么 哪里 哪个 可以 能 能否 一下 这个 那个 这 那 一个
+个 把 被 给 对 啥 下 用 会"""
+STOPWORDS = frozenset(_STOP_EN.split() + _STOP_ZH.split())
+"""Words never used as topic keywords (placeholders such as [PHONE] included)."""
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """How gaps become topics. Cosines are on the encoder's scale (defaults: e5)."""
+
+    ward_threshold: float = 1.2
+    """Ward linkage distance at which clustering stops merging (unit vectors)."""
+    min_size: int = 3
+    """A cluster needs this many gaps to become a topic; smaller ones wait for more."""
+    assign_threshold: float = 0.88
+    """A gap joins an older topic (none of its gaps in the window) at this cosine or more."""
+    near_miss_margin: float = 0.02
+    """How much less a topic may hold together than it resembles the FAQ and still be new."""
+    split_gain: float = 0.03
+    """A cluster splits into its two Ward halves when each has ``min_size`` distinct questions
+    and they hold together (mean member-centroid cosine, by size) this much better than the whole:
+    keeps distinct topics apart while there are still few gaps and Ward merges too eagerly."""
+    near_miss_share: float = 0.5
+    """A cluster that is not new is a near miss when this share of its gaps have the entry
+    nearest its centroid as their own nearest entry; otherwise it is no topic (it waits)."""
+    duplicate_similarity: float = 0.98
+    """Gaps at least this similar are folded into one point before clustering."""
+    max_batch: int = 4000
+    """The window: the newest gaps clustered in each run (time and memory grow as n²)."""
+    sample: int = 200
+    """Members per topic used for its representative question and keywords."""
+    keywords: int = 5
+
+
+# -- vectors and clustering (pure) ---------------------------------------------------------
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.asarray(v / np.where(norms == 0, 1, norms), dtype=np.float32)
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def fold_duplicates(vectors: np.ndarray, *, similarity: float) -> np.ndarray:
+    """For each row, the first row it is a near-duplicate of (itself when none)."""
+    sims = vectors @ vectors.T
+    leader = np.full(len(vectors), -1, dtype=np.int64)
+    for i in range(len(vectors)):
+        if leader[i] < 0:
+            leader[i] = i
+            rest = np.flatnonzero((sims[i, i + 1 :] >= similarity) & (leader[i + 1 :] < 0))
+            leader[rest + i + 1] = i
+    return leader
+
+
+def cluster_labels(
+    vectors: np.ndarray, *, threshold: float = TopicConfig.ward_threshold
+) -> np.ndarray:
+    """Ward agglomerative clustering of the unit vectors, cut at ``threshold``."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=np.int64)
+    model = AgglomerativeClustering(n_clusters=None, linkage="ward", distance_threshold=threshold)
+    return np.asarray(model.fit_predict(unit(vectors).astype(np.float64)), dtype=np.int64)
+
+
+def cluster_quality(
+    vectors: np.ndarray, topics: Sequence[str], *, threshold: float
+) -> ClusterQuality:
+    """cluster_labels() scored against the true topics (ARI, NMI): what the eval reports."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    labels = cluster_labels(vectors, threshold=threshold)
+    return ClusterQuality(
+        questions=len(topics),
+        topics=len(set(topics)),
+        clusters=len(set(labels.tolist())),
+        ari=float(adjusted_rand_score(list(topics), labels)),
+        nmi=float(normalized_mutual_info_score(list(topics), labels)),
+        distance_threshold=threshold,
+    )
+
+
+@dataclass(frozen=True)
+class Found:
+    """A cluster worth a topic: its rows, its kind and the entry nearest its centroid."""
+
+    rows: list[int]
+    kind: TopicKind
+    entry: int
+    """Position in the index's entries (for a plain FAQ matrix: its row)."""
+
+
+def discover(
+    vectors: np.ndarray, faq: KnowledgeIndex | np.ndarray, config: TopicConfig
+) -> list[Found]:
+    """Clusters worth a topic among ``vectors`` (unit rows), against the FAQ texts in
+    ``faq`` (a knowledge index, or a matrix of unit FAQ vectors in tests)."""
+    if len(vectors) == 0:
+        return []
+    near, entries = nearest(faq, vectors)
+    leader = fold_duplicates(vectors, similarity=config.duplicate_similarity)
+    heads = np.unique(leader)
+    distinct = vectors[heads]
+    head_labels = cluster_labels(distinct, threshold=config.ward_threshold)
+    groups = [
+        g for lab in np.unique(head_labels) for g in split(distinct, head_labels == lab, config)
+    ]
+    for i, group in enumerate(groups):
+        head_labels[group] = i
+    labels = head_labels[np.searchsorted(heads, leader)]
+    for _ in range(2):  # drop members closer to an FAQ text than to their cluster
+        for label in np.unique(labels[labels >= 0]):
+            member = labels == label
+            centre = unit(vectors[member].mean(axis=0))
+            labels[member & (vectors @ centre < near)] = -1
+    found = []
+    for label in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < config.min_size:
+            continue
+        centre = unit(vectors[rows].mean(axis=0))
+        score, entry = (float(x[0]) for x in nearest(faq, centre))
+        if cohesion(vectors[rows]) >= score - config.near_miss_margin:
+            found.append(Found(rows.tolist(), TopicKind.NEW, int(entry)))
+        elif np.mean(entries[rows] == entry) >= config.near_miss_share:
+            found.append(Found(rows.tolist(), TopicKind.NEAR_MISS, int(entry)))
+    return found
+
+
+def cohesion(vectors: np.ndarray) -> float:
+    """Mean cosine of unit rows to their centroid: 1 for identical rows, lower when spread."""
+    return float((vectors @ unit(vectors.mean(axis=0))).mean())
+
+
+def split(vectors: np.ndarray, rows: np.ndarray, config: TopicConfig) -> list[np.ndarray]:
+    """A cluster's rows, or its two Ward halves (recursively) when each has ``min_size`` rows
+    and together they hold ``split_gain`` better than the whole (mean cohesion by size).
+    discover() splits distinct questions: repeats of one question must not force a split."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+    if len(rows) >= 2 * config.min_size:
+        model = AgglomerativeClustering(n_clusters=2, linkage="ward")
+        halves = model.fit_predict(vectors[rows].astype(np.float64))
+        a, b = rows[halves == 0], rows[halves == 1]
+        parts = (len(a) * cohesion(vectors[a]) + len(b) * cohesion(vectors[b])) / len(rows)
+        if (
+            min(len(a), len(b)) >= config.min_size
+            and parts >= cohesion(vectors[rows]) + config.split_gain
+        ):
+            return split(vectors, a, config) + split(vectors, b, config)
+    return [rows]
+
+
+def nearest(faq: KnowledgeIndex | np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best cosine to an FAQ text, and that text's entry (for a plain matrix of
+    FAQ vectors: the row)."""
+    vectors = np.atleast_2d(vectors).astype(np.float32)
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+    if isinstance(faq, np.ndarray):
+        sims = vectors @ faq.T
+        return sims.max(axis=1), sims.argmax(axis=1)
+    hits = faq.index.search(vectors, k=1)
+    return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]
+
+
+def medoid(vectors: np.ndarray) -> int:
+    """The row most similar to all the others (ties: the first)."""
+    return int(np.argmax((vectors @ vectors.T).sum(axis=1)))
+
+
+def keyword_tokens(text: str) -> list[str]:
+    """The words of a question that may be keywords: no stopwords, digits or single letters."""
+    return [
+        t
+        for t in tokenize(text)
+        if t not in STOPWORDS and not t.isdigit() and (len(t) > 1 or not t.isascii())
+    ]
+
+
+def ctfidf_keywords(
+    docs: Sequence[Sequence[str]], *, top: int, classes: int | None = None
+) -> list[list[str]]:
+    """c-TF-IDF: each class's questions as one document; weight(t, c) = tf(t, c) / |c| *
+    log(1 + A / f(t)), A the average class length in words, f(t) the frequency of t across all
+    classes. The first ``classes`` documents get keywords (the rest are background)."""
+    counts = [Counter(t for text in doc for t in keyword_tokens(text)) for doc in docs]
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    average = sum(total.values()) / max(len(counts), 1)
+    result = []
+    for c in counts[: len(counts) if classes is None else classes]:
+        size = sum(c.values()) or 1
+        weights = {t: n / size * math.log(1 + average / total[t]) for t, n in c.items()}
+        result.append([t for t, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:top]])
+    return result
