@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: E402
 
-from autoreply.evaluation import LabelledQuestion, load_questions  # noqa: E402
+from autoreply.eval_questions import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.gap_clustering import TopicConfig  # noqa: E402
 from autoreply.gap_suggestions import suggest  # noqa: E402
 from autoreply.gap_topics import update_topics  # noqa: E402

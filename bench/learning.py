@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from autoreply import faqchange, learning  # noqa: E402
 from autoreply.errors import ConflictError, KnowledgeError  # noqa: E402
-from autoreply.evaluation import LabelledQuestion, load_questions  # noqa: E402
+from autoreply.eval_questions import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.faqjournal import Journal  # noqa: E402
 from autoreply.gap_clustering import TopicConfig  # noqa: E402
 from autoreply.gap_suggestions import suggest  # noqa: E402

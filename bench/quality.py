@@ -54,8 +54,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from autoreply.encoder import Kind, get_encoder  # noqa: E402
+from autoreply.eval_questions import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.eval_report import EvalReport  # noqa: E402
-from autoreply.evaluation import LabelledQuestion, evaluate_ranker, load_questions, run_eval  # noqa: E402
+from autoreply.evaluation import evaluate_ranker, run_eval  # noqa: E402
 from autoreply.knowledge import KnowledgeBase, load_knowledge  # noqa: E402
 from autoreply.models import Candidate  # noqa: E402
 from autoreply.retriever import match_text  # noqa: E402

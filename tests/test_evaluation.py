@@ -19,15 +19,9 @@ from autoreply import ranking_metrics as m
 from autoreply.cli.eval import register
 from autoreply.encoder import HashingEncoder
 from autoreply.errors import ConfigError, QuestionFormatError
+from autoreply.eval_questions import LabelledQuestion, load_questions
 from autoreply.eval_report import SCHEMA_VERSION, EvalReport, compare, load_report, write_report
-from autoreply.evaluation import (
-    LabelledQuestion,
-    build_report,
-    holdout_folds,
-    load_questions,
-    recommend,
-    run_eval,
-)
+from autoreply.evaluation import build_report, holdout_folds, recommend, run_eval
 from autoreply.knowledge import KnowledgeBase, load_knowledge
 from autoreply.models import Candidate
 
