@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from autoreply.knowledge_index import EntryMatch, KnowledgeIndex, match_text
 from autoreply.models import (
     Action,
     Candidate,
@@ -32,7 +33,6 @@ from autoreply.models import (
     Role,
     StoredMessage,
 )
-from autoreply.retriever import EntryMatch, KnowledgeIndex, match_text
 from autoreply.settings import EngineConfig
 from autoreply.text import has_han, normalize
 

@@ -40,8 +40,8 @@ from autoreply.eval_report import (
 )
 from autoreply.gap_clustering import TopicConfig, cluster_quality
 from autoreply.knowledge import KnowledgeBase, load_knowledge
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Action, Candidate, Decision
-from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import EngineConfig
 
 if TYPE_CHECKING:

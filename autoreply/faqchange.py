@@ -32,8 +32,8 @@ from autoreply.faqwrite import appended, replaced, write_atomic
 from autoreply.gap_clustering import TopicConfig
 from autoreply.gap_suggestions import Suggestion, suggest
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, cross_check, parse_planned
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import FAQEntry
-from autoreply.retriever import KnowledgeIndex
 from autoreply.store import Store, TopicKind, TopicStatus, VariantStatus
 
 ACCEPTED_FILE = "accepted.yaml"

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import TopicKind
 from autoreply.ranking_metrics import ClusterQuality
-from autoreply.retriever import KnowledgeIndex
 from autoreply.text import tokenize
 
 _STOP_EN = """a an the i me my mine you your yours we our us it its is are was were be been being am

@@ -43,8 +43,8 @@ from autoreply.gap_clustering import (
     to_blob,
     unit,
 )
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.redact import redact
-from autoreply.retriever import KnowledgeIndex
 from autoreply.store import (
     GapAssignment,
     GapTopic,

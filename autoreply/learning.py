@@ -37,9 +37,9 @@ from autoreply import faqchange
 from autoreply.errors import AutoreplyError, ConflictError, KnowledgeError
 from autoreply.faqjournal import Change, Journal
 from autoreply.knowledge import KnowledgeBase
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Action, FAQCandidate, Reason, Role, StoredMessage, Ticket
 from autoreply.redact import redact
-from autoreply.retriever import KnowledgeIndex
 from autoreply.store import LearnedVariant, LearningSource, Store, VariantStatus
 from autoreply.text import normalize, tokenize
 

@@ -21,6 +21,7 @@ from autoreply.errors import AutoreplyError, ConflictError
 from autoreply.handoff import handoff_payload
 from autoreply.hours import BusinessHours
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, load_knowledge
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import (
     Action,
     Decision,
@@ -34,7 +35,6 @@ from autoreply.models import (
     Ticket,
 )
 from autoreply.redact import redact
-from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import Settings
 from autoreply.store import LearnedVariant, Store, open_store
 

@@ -58,8 +58,8 @@ from autoreply.eval_questions import LabelledQuestion, load_questions  # noqa: E
 from autoreply.eval_report import EvalReport  # noqa: E402
 from autoreply.evaluation import evaluate_ranker, run_eval  # noqa: E402
 from autoreply.knowledge import KnowledgeBase, load_knowledge  # noqa: E402
+from autoreply.knowledge_index import match_text  # noqa: E402
 from autoreply.models import Candidate  # noqa: E402
-from autoreply.retriever import match_text  # noqa: E402
 from autoreply.scoring import Head  # noqa: E402
 from autoreply.text import has_han, normalize  # noqa: E402
 

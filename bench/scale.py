@@ -8,7 +8,7 @@ IVF and HNSW. Per index:
 - memory per entry: ``nbytes()`` (the serialized faiss index) / rows, against the raw vector
   (dim × 4 bytes); the growth of this process's resident memory during the build is reported
   next to it (``rss_ratio``, noisier: the allocator keeps some slack in the inverted lists);
-- query latency p50/p95/p99, one query per call with k = 64 (``retriever.DEPTH``), as the
+- query latency p50/p95/p99, one query per call with k = 64 (``knowledge_index.DEPTH``), as the
   service asks it;
 - recall@1 against exact search (faiss ``IndexFlatIP``, batched) on the same queries.
 
@@ -56,11 +56,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from autoreply.index import FaissIndex, IndexKind, IndexOptions  # noqa: E402
+from autoreply.vector_index import FaissIndex, IndexKind, IndexOptions  # noqa: E402
 
 RESULTS = HERE / "results" / "scale.json"
 DIM = 384  # the bundled e5 encoder (autoreply.encoder, get_encoder("e5").dim)
-DEPTH = 64  # autoreply.retriever.DEPTH: nearest texts asked per query
+DEPTH = 64  # autoreply.knowledge_index.DEPTH: nearest texts asked per query
 ROWS_PER_ENTRY = 50
 ENTRIES_PER_TOPIC = 50
 TOPIC_SPREAD, TEXT_SPREAD, PARAPHRASE_SPREAD = 1.0, 1.5, 0.6

@@ -18,7 +18,7 @@ from autoreply.encoder import (
     get_encoder,
 )
 from autoreply.errors import ConfigError, EncoderError, IndexStateError
-from autoreply.index import FaissIndex, IndexKind, IndexOptions
+from autoreply.vector_index import FaissIndex, IndexKind, IndexOptions
 
 
 def test_hashing_encoder_is_deterministic_and_normalized() -> None:

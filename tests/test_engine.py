@@ -10,8 +10,8 @@ import pytest
 from autoreply.encoder import Encoder
 from autoreply.engine import Engine, consecutive_failures
 from autoreply.knowledge import load_knowledge
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Action, Message, Priority, Reason, Role, StoredMessage
-from autoreply.retriever import KnowledgeIndex
 from autoreply.settings import EngineConfig
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from autoreply.encoder import Encoder
 from autoreply.knowledge import load_knowledge
-from autoreply.retriever import KnowledgeIndex
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.scoring import HEAD_MIN_TEXTS_PER_ENTRY, Scorer, best_per_entry, text_density
 
 

@@ -31,8 +31,8 @@ from autoreply.faqjournal import Journal
 from autoreply.faqwrite import write_atomic
 from autoreply.gap_suggestions import suggest
 from autoreply.knowledge import Conflict, bundled_knowledge_dir, check_replacement
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import CandidateStatus, FAQCandidate, FAQEntry
-from autoreply.retriever import KnowledgeIndex
 from autoreply.service import AutoReply, resolve_knowledge_path
 from autoreply.store import DeliveryStatus, Interception, Vip
 from autoreply.web.batching import in_own_thread

@@ -3,38 +3,32 @@
 Builds the faiss index over the texts of the enabled entries, fits the Scorer (entry
 classifier + confidence model), and ranks entries for a query: candidates come from the
 nearest texts and the classifier's best entries; an entry's similarity is that of its
-best-matching text, corrected for texts close to many others (``Scorer.adjust``). Persists
-under a cache folder with a manifest (encoder name, dimension, knowledge fingerprint): reused
-as is when nothing changed; when the knowledge base changed, only texts never encoded before
-are encoded again.
+best-matching text, corrected for texts close to many others (``Scorer.adjust``). Given a
+cache folder, it is reused as is when nothing changed; when the knowledge base changed, only
+texts never encoded before are encoded again (autoreply.index_cache).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from autoreply import index_cache
 from autoreply.encoder import Encoder
 from autoreply.errors import IndexStateError
-from autoreply.index import FaissIndex
 from autoreply.knowledge import KnowledgeBase
 from autoreply.models import FAQEntry
 from autoreply.scoring import Scorer, features
 from autoreply.text import Synonyms, normalize
+from autoreply.vector_index import FaissIndex
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 2
 DEPTH = 64
 """How many nearest texts are looked at per query."""
 HEAD_CANDIDATES = 10
@@ -71,10 +65,6 @@ class BuildInfo:
 def match_text(text: str, synonyms: Synonyms) -> str:
     """The form of a text that is encoded: normalized, synonyms rewritten."""
     return synonyms.apply(normalize(text))
-
-
-def _key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 class KnowledgeIndex:
@@ -131,19 +121,23 @@ class KnowledgeIndex:
         texts, labels, originals = cls._rows(kb)
         if not texts:
             raise IndexStateError("the knowledge base has no enabled entries to index")
-        folder = cache_dir / _folder_name(encoder.name) if cache_dir is not None else None
+        folder = (
+            cache_dir / index_cache.folder_name(encoder.name) if cache_dir is not None else None
+        )
         if folder is not None:
-            cached = _load_cached(folder, encoder, kb)
+            cached = index_cache.load_cached(folder, encoder, kb)
             if cached is not None:
                 index, scorer = cached
                 info = BuildInfo("loaded", len(texts), 0, time.perf_counter() - start, folder)
                 return cls(kb, encoder, index, originals, scorer, info)
-        old = _load_vectors(folder) if folder is not None else {}
-        missing = [t for t in dict.fromkeys(texts) if _key(t) not in old]
+        old = index_cache.load_vectors(folder) if folder is not None else {}
+        missing = [t for t in dict.fromkeys(texts) if index_cache.text_key(t) not in old]
         if missing:
             new_vectors = encoder.encode(missing, kind="passage")
-            old.update({_key(t): v for t, v in zip(missing, new_vectors, strict=True)})
-        vectors = np.stack([old[_key(t)] for t in texts]).astype(np.float32)
+            old.update(
+                {index_cache.text_key(t): v for t, v in zip(missing, new_vectors, strict=True)}
+            )
+        vectors = np.stack([old[index_cache.text_key(t)] for t in texts]).astype(np.float32)
         index = FaissIndex(encoder.dim)
         label_array = np.asarray(labels)
         index.add(vectors, label_array)
@@ -151,7 +145,7 @@ class KnowledgeIndex:
         status = "memory"
         if folder is not None:
             status = "updated" if len(missing) < len(set(texts)) else "built"
-            _save(folder, index, scorer, encoder, kb, texts, vectors)
+            index_cache.save(folder, index, scorer, encoder, kb, texts, vectors)
         info = BuildInfo(status, len(texts), len(missing), time.perf_counter() - start, folder)
         log.info("index %s", status, extra={"texts": len(texts), "encoded": len(missing)})
         return cls(kb, encoder, index, originals, scorer, info)
@@ -220,91 +214,3 @@ class KnowledgeIndex:
     def search(self, queries: Sequence[str], *, k: int = 10) -> list[list[EntryMatch]]:
         """Encode and rank in one call."""
         return self.rank(self.encode_queries(queries), k=k)
-
-
-def _folder_name(encoder_name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_name)
-    return f"{safe[:60]}-{_key(encoder_name)[:8]}"
-
-
-def _manifest(encoder: Encoder, kb: KnowledgeBase, rows: int) -> dict[str, object]:
-    return {
-        "version": MANIFEST_VERSION,
-        "encoder": encoder.name,
-        "dim": encoder.dim,
-        "fingerprint": kb.fingerprint,
-        "rows": rows,
-    }
-
-
-def _load_cached(
-    folder: Path, encoder: Encoder, kb: KnowledgeBase
-) -> tuple[FaissIndex, Scorer] | None:
-    path = folder / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    wanted = _manifest(encoder, kb, manifest.get("rows", -1))
-    if any(manifest.get(key) != value for key, value in wanted.items()):
-        return None
-    try:
-        index = FaissIndex.load(folder)
-    except IndexStateError as exc:
-        log.warning("cached index unusable, rebuilding: %s", exc)
-        return None
-    scorer = Scorer.load(folder / "scorer.npz")
-    if scorer is None or len(index) != manifest["rows"]:
-        return None
-    return index, scorer
-
-
-def _load_vectors(folder: Path | None) -> dict[str, np.ndarray]:
-    if folder is None or not (folder / "vectors.npz").exists():
-        return {}
-    try:
-        with np.load(folder / "vectors.npz") as data:
-            keys, vectors = data["keys"], data["vectors"]
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {str(k): v for k, v in zip(keys, vectors, strict=False)}
-
-
-def _save(
-    folder: Path,
-    index: FaissIndex,
-    scorer: Scorer,
-    encoder: Encoder,
-    kb: KnowledgeBase,
-    texts: list[str],
-    vectors: np.ndarray,
-) -> None:
-    """Write into a temp folder, then swap it in: a crash never leaves a half-written cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
-    try:
-        index.save(tmp)
-        scorer.save(tmp / "scorer.npz")
-        keys = np.array([_key(t) for t in texts])
-        np.savez(tmp / "vectors.npz", keys=keys, vectors=vectors)
-        manifest = _manifest(encoder, kb, len(texts))
-        manifest["built_at"] = datetime.now(UTC).isoformat()
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        old = None
-        if folder.exists():
-            old = folder.with_name(folder.name + f".old-{os.getpid()}")
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            _rmtree(old)
-    except OSError as exc:
-        _rmtree(tmp)
-        log.warning("could not write the index cache in %s: %s", folder, exc)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
