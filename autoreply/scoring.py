@@ -198,7 +198,7 @@ class Scorer:
 
     def adjust(self, sims: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Similarities to the texts ``rows`` (last axis), corrected for crowded texts."""
-        return sims - self.density[rows] / 2
+        return np.asarray(sims - self.density[rows] / 2)
 
     def proba(self, queries: np.ndarray, sims: np.ndarray) -> np.ndarray:
         """P(entry | query): the head's, or a softmax over (adjusted) best-text similarities."""

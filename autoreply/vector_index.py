@@ -113,7 +113,7 @@ class IndexOptions:
                     f"({rows}): lower nlist or set it to 0 (chosen from the row count)"
                 )
             return self.nlist
-        wanted = 2 ** round(math.log2(max(1.0, 4 * math.sqrt(rows))))
+        wanted = int(2 ** round(math.log2(max(1.0, 4 * math.sqrt(rows)))))
         return max(1, min(wanted, rows // MIN_POINTS_PER_LIST))
 
     def nprobe_for(self, nlist: int) -> int:
