@@ -1,11 +1,15 @@
-"""Data flows one way: knowledge → encoder → index → engine → store; the service on top of
-them; the front doors (CLI, API, console) on top of the library. This walks the imports of
-every module and checks the table below, which docs/architecture.md draws."""
+"""Data flows one way: knowledge → encoder → vector index → knowledge index (with scoring) →
+engine, pure; the store beside them; evaluation on the engine, the library (gap topics, the
+weekly report, FAQ changes) and the service over engine and store; the front doors (CLI, API,
+console) on top. This walks the imports of every module and checks the table below, which
+docs/architecture.md draws."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import autoreply
 
@@ -14,50 +18,55 @@ PACKAGE = Path(autoreply.__file__).parent
 FRONT_DOORS = {"cli", "api", "console"}
 """The ways in: none imports another. ``app`` puts the API and the console on one app."""
 
-# module or package → the autoreply modules it may import (besides itself)
+# module or package → the autoreply modules it may import (besides itself). Rows are in layer
+# order, bottom layer first: a row names only rows above it, so imports cannot go in a circle.
 ALLOWED: dict[str, set[str]] = {
     # -- foundations: no I/O, no knowledge of anything above ---------------------------------
     "errors": set(),
     "models": {"errors"},
-    "settings": {"errors", "models", "channels"},
+    "channels": {"errors", "models"},  # chat platforms; settings holds their configuration
+    "settings": {"channels", "errors", "models"},
     "text": {"errors", "models"},
     "redact": set(),
     "hours": {"errors", "settings"},
-    # -- the knowledge base, vectors and the engine (pure: no store) -------------------------
+    # -- deciding a message, pure (no store): knowledge → encoder → vector index → knowledge
+    #    index (ranking, with scoring's maths and its cache on disk) → engine ----------------
     "faqfiles": {"errors"},
-    "knowledge": {"text", "models", "errors", "faqfiles"},
+    "knowledge": {"errors", "faqfiles", "models", "text"},
     "encoder": {"errors"},
     "vector_index": {"encoder", "errors"},
     "scoring": set(),
     "index_cache": {"encoder", "errors", "knowledge", "scoring", "vector_index"},
     "knowledge_index": {
-        "knowledge",
         "encoder",
-        "index_cache",
-        "vector_index",
-        "scoring",
-        "text",
-        "models",
         "errors",
         "faqfiles",
+        "index_cache",
+        "knowledge",
+        "models",
+        "scoring",
+        "text",
+        "vector_index",
     },
     "engine": {
-        "knowledge",
         "encoder",
-        "vector_index",
-        "knowledge_index",
-        "text",
-        "models",
         "errors",
+        "knowledge",
+        "knowledge_index",
+        "models",
+        "scoring",
         "settings",
+        "text",
+        "vector_index",
     },
-    # -- storage and chat channels -----------------------------------------------------------
-    "store": {"models", "errors"},
-    "channels": {"errors", "models"},
-    # -- evaluation: the engine on labelled questions, never the store or the service --------
+    # -- storage: the records and their SQL; nothing of the engine ---------------------------
+    "store": {"errors", "models"},
+    # -- evaluation: the engine on labelled questions, never the store or the service; gap
+    #    clustering is pure maths over vectors, so the evaluation scores it without a database
     "ranking_metrics": set(),
     "eval_report": {"errors", "ranking_metrics"},
-    "eval_questions": {"errors", "knowledge"},
+    "gap_clustering": {"errors", "knowledge_index", "models", "ranking_metrics", "text"},
+    "eval_questions": {"errors", "knowledge", "models"},
     "evaluation": {
         "encoder",
         "engine",
@@ -65,20 +74,18 @@ ALLOWED: dict[str, set[str]] = {
         "eval_questions",
         "eval_report",
         "gap_clustering",
-        "vector_index",
         "knowledge",
+        "knowledge_index",
         "models",
         "ranking_metrics",
-        "knowledge_index",
         "scoring",
         "settings",
         "text",
+        "vector_index",
     },
-    # -- gap analytics: the clustering maths is pure (eval uses it without a database); the
-    #    topics and the suggestions read the store and the knowledge index, never the service -
-    "gap_clustering": {"models", "ranking_metrics", "knowledge_index", "text"},
-    "gap_topics": {"errors", "gap_clustering", "redact", "knowledge_index", "store"},
-    "gap_suggestions": {"knowledge", "models", "redact", "store", "text"},
+    # -- library over the store: gap topics and their suggestions, the weekly report ----------
+    "gap_topics": {"errors", "gap_clustering", "knowledge_index", "models", "redact", "store"},
+    "gap_suggestions": {"errors", "knowledge", "models", "redact", "store", "text"},
     "weekly_data": {
         "errors",
         "gap_clustering",
@@ -88,12 +95,10 @@ ALLOWED: dict[str, set[str]] = {
         "redact",
         "store",
     },
-    "weekly_render": {"errors", "weekly_data", "redact"},
+    "weekly_render": {"errors", "redact", "weekly_data"},
     # -- writing users' FAQ files: one entry's lines at a time, checked, journalled; shared
     #    by the CLI, the admin API and the console (no front door imports another) -----------
     "faqwrite": {"errors", "faqfiles", "knowledge", "models"},
-    # bulk actions on tickets, shared by the agent API and the console
-    "desk": {"errors", "models", "service", "store"},
     "faqjournal": {"errors", "faqwrite", "models", "store"},
     "faqchange": {
         "errors",
@@ -102,8 +107,8 @@ ALLOWED: dict[str, set[str]] = {
         "gap_clustering",
         "gap_suggestions",
         "knowledge",
-        "models",
         "knowledge_index",
+        "models",
         "store",
     },
     # learning from answered conversations: evidence in the store, accepted variants written
@@ -113,9 +118,9 @@ ALLOWED: dict[str, set[str]] = {
         "faqchange",
         "faqjournal",
         "knowledge",
+        "knowledge_index",
         "models",
         "redact",
-        "knowledge_index",
         "store",
         "text",
     },
@@ -131,16 +136,18 @@ ALLOWED: dict[str, set[str]] = {
         "gap_topics",
         "handoff",
         "hours",
-        "vector_index",
         "knowledge",
+        "knowledge_index",
         "learning",
         "models",
         "redact",
-        "knowledge_index",
         "settings",
         "store",
         "text",
+        "vector_index",
     },
+    # bulk actions on tickets, shared by the agent API and the console
+    "desk": {"errors", "models", "service", "store"},
     "__init__": {"encoder", "engine", "errors", "knowledge", "models", "service", "settings"},
     # -- the running service: shared state first, then the two HTTP front doors --------------
     "web": {"channels", "csat", "encoder", "errors", "models", "service", "settings", "store"},
@@ -154,9 +161,9 @@ ALLOWED: dict[str, set[str]] = {
         "faqwrite",
         "gap_suggestions",
         "knowledge",
+        "knowledge_index",
         "learning",
         "models",
-        "knowledge_index",
         "service",
         "store",
         "web",
@@ -274,9 +281,31 @@ def test_engine_never_touches_the_store() -> None:
     assert "store" not in _imports(PACKAGE / "engine.py")
 
 
-def test_gap_clustering_never_touches_the_store() -> None:
-    """The clustering maths is pure, so the evaluation scores it without a database."""
-    assert "store" not in _imports(PACKAGE / "gap_clustering.py")
+def _reachable(name: str) -> set[str]:
+    """Every component ``name`` imports, directly or through the components it imports."""
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        for path in _paths(todo.pop()):
+            new = _imports(path) - found - {name}
+            found |= new
+            todo.extend(new)
+    return found
+
+
+@pytest.mark.parametrize("name", ["engine", "gap_clustering", "evaluation"])
+def test_pure_layers_never_reach_the_store(name: str) -> None:
+    """The engine, the clustering maths and the evaluation run without a database: not even
+    through another module do they import the store or the service."""
+    assert not _reachable(name) & {"store", "service"}
+
+
+def test_rows_are_in_layer_order() -> None:
+    """Each row may import only rows above it: the table is the layering, with no cycle."""
+    above: set[str] = set()
+    for name, allowed in ALLOWED.items():
+        assert allowed <= above, f"{name} may import {sorted(allowed - above)}, listed below it"
+        above.add(name)
 
 
 def test_no_module_is_over_600_lines() -> None:
