@@ -5,12 +5,21 @@ discover() takes the unit vectors of gaps and the FAQ (a knowledge index, or a p
 FAQ vectors in tests): near-duplicates (cosine at least ``duplicate_similarity``) are folded
 into one point, Ward agglomerative clustering of the unit vectors is cut at ``ward_threshold``
 (a cluster whose two halves hold together ``split_gain`` better is split), members closer to an
-FAQ text than to their cluster's centroid are left out (a near miss of an entry), clusters of
-fewer than ``min_size`` gaps wait for more. A cluster that holds together better than it
-resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
-minus ``near_miss_margin``) is a ``new`` topic; one whose gaps mostly (``near_miss_share``) have
-the entry nearest its centroid as their own nearest entry is a ``near_miss`` topic of that
-entry; any other cluster is no topic.
+FAQ text than to their cluster's centroid are left out (a near miss of an entry). Then each
+cluster is cut down to its **core**: the members with at least ``min_size - 1`` other members
+closer to them than their own nearest FAQ text is (less ``core_margin``), so one question
+next to one other does not pull a chain of neighbours in, and a single question stays single
+until a second and a third like it arrive. A core made of two groups that are each closer
+among themselves than to the FAQ, but apart from each other (their cross cosine at least
+``apart_margin`` below the members' nearest FAQ cosine), is split in two. A gap outside every
+core joins the nearest core when it lies within that core's radius (its cosine to the core's
+centroid at least that of the core's farthest member) and is closer to it than to any FAQ text.
+Cores of fewer than ``min_size`` gaps wait for more. A topic that holds together better than
+it resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
+minus ``near_miss_margin``) is ``new``; one whose gaps mostly (``near_miss_share``) have the
+entry nearest its centroid as their own nearest entry is a ``near_miss`` topic of that entry;
+any other group is no topic. Every rule compares gaps with the FAQ's own texts rather than with
+a fixed cosine, so it carries across encoders and languages whose cosines sit higher or lower.
 
 Keywords are c-TF-IDF over the topics' questions (jieba words for Chinese, words for English,
 minus a small stopword list). The evaluation scores cluster_labels() with cluster_quality();
@@ -57,6 +66,12 @@ class TopicConfig:
     """A gap joins an older topic (none of its gaps in the window) at this cosine or more."""
     near_miss_margin: float = 0.02
     """How much less a topic may hold together than it resembles the FAQ and still be new."""
+    core_margin: float = 0.01
+    """How much less similar than its nearest FAQ text another gap may be and still count as
+    close to it when a cluster is cut down to its core."""
+    apart_margin: float = 0.03
+    """A core splits into two groups when their cross cosine is this far below the members'
+    nearest FAQ cosine while each group is closer among itself than to the FAQ."""
     split_gain: float = 0.03
     """A cluster splits into its two Ward halves when each has ``min_size`` distinct questions
     and they hold together (mean member-centroid cosine, by size) this much better than the whole:
@@ -91,15 +106,18 @@ def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-def fold_duplicates(vectors: np.ndarray, *, similarity: float) -> np.ndarray:
-    """For each row, the first row it is a near-duplicate of (itself when none)."""
-    sims = vectors @ vectors.T
+def fold_duplicates(vectors: np.ndarray, *, similarity: float, block: int = 256) -> np.ndarray:
+    """For each row, the first row it is a near-duplicate of (itself when none). Works through
+    ``block`` rows at a time, so memory stays ``block`` × n instead of n × n (64 MB at the
+    4,000-gap window)."""
     leader = np.full(len(vectors), -1, dtype=np.int64)
-    for i in range(len(vectors)):
-        if leader[i] < 0:
-            leader[i] = i
-            rest = np.flatnonzero((sims[i, i + 1 :] >= similarity) & (leader[i + 1 :] < 0))
-            leader[rest + i + 1] = i
+    for lo in range(0, len(vectors), block):
+        sims = vectors[lo : lo + block] @ vectors.T
+        for i in range(lo, min(lo + block, len(vectors))):
+            if leader[i] < 0:
+                leader[i] = i
+                rest = np.flatnonzero((sims[i - lo, i + 1 :] >= similarity) & (leader[i + 1 :] < 0))
+                leader[rest + i + 1] = i
     return leader
 
 
@@ -145,8 +163,8 @@ class Found:
 def discover(
     vectors: np.ndarray, faq: KnowledgeIndex | np.ndarray, config: TopicConfig
 ) -> list[Found]:
-    """Clusters worth a topic among ``vectors`` (unit rows), against the FAQ texts in
-    ``faq`` (a knowledge index, or a matrix of unit FAQ vectors in tests)."""
+    """Groups worth a topic among ``vectors`` (unit rows), against the FAQ texts in ``faq`` (a
+    knowledge index, or a matrix of unit FAQ vectors in tests); the module doc has the rules."""
     if len(vectors) == 0:
         return []
     near, entries = nearest(faq, vectors)
@@ -165,11 +183,16 @@ def discover(
             member = labels == label
             centre = unit(vectors[member].mean(axis=0))
             labels[member & (vectors @ centre < near)] = -1
+    cores = [
+        part
+        for label in np.unique(labels[labels >= 0])
+        for part in apart(
+            vectors, core(vectors, np.flatnonzero(labels == label), near, config), near, config
+        )
+        if len(part) >= config.min_size
+    ]
     found = []
-    for label in np.unique(labels[labels >= 0]):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) < config.min_size:
-            continue
+    for rows in attach(vectors, cores, near):
         centre = unit(vectors[rows].mean(axis=0))
         score, entry = (float(x[0]) for x in nearest(faq, centre))
         if cohesion(vectors[rows]) >= score - config.near_miss_margin:
@@ -177,6 +200,77 @@ def discover(
         elif np.mean(entries[rows] == entry) >= config.near_miss_share:
             found.append(Found(rows.tolist(), TopicKind.NEAR_MISS, int(entry)))
     return found
+
+
+def core(
+    vectors: np.ndarray, rows: np.ndarray, near: np.ndarray, config: TopicConfig
+) -> np.ndarray:
+    """``rows`` cut down to the members with ``min_size - 1`` others closer to them than their
+    nearest FAQ text (less ``core_margin``), repeated until every member left has them."""
+    need = config.min_size - 1
+    while len(rows) >= config.min_size:
+        sims = vectors[rows] @ vectors[rows].T
+        np.fill_diagonal(sims, -np.inf)
+        close = (sims >= (near[rows] - config.core_margin)[:, None]).sum(axis=1) >= need
+        if close.all():
+            break
+        rows = rows[close]
+    return rows
+
+
+def apart(
+    vectors: np.ndarray, rows: np.ndarray, near: np.ndarray, config: TopicConfig
+) -> list[np.ndarray]:
+    """A core, or its two Ward halves (recursively) when each half is closer among itself than
+    to the FAQ while the halves are ``apart_margin`` further from each other than from it."""
+    if len(rows) < 2 * config.min_size:
+        return [rows]
+    from sklearn.cluster import AgglomerativeClustering
+
+    halves = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(
+        vectors[rows].astype(np.float64)
+    )
+    a, b = rows[halves == 0], rows[halves == 1]
+    if min(len(a), len(b)) < config.min_size:
+        return [rows]
+    cross = float((vectors[a] @ vectors[b].T).mean())
+    if cross < float(near[rows].mean()) - config.apart_margin and all(
+        mean_pairwise(vectors[h]) >= float(near[h].mean()) for h in (a, b)
+    ):
+        return apart(vectors, a, near, config) + apart(vectors, b, near, config)
+    return [rows]
+
+
+def attach(vectors: np.ndarray, cores: Sequence[np.ndarray], near: np.ndarray) -> list[np.ndarray]:
+    """Each core with the gaps outside every core that lie within its radius (cosine to its
+    centroid at least its farthest member's) and closer to it than to any FAQ text."""
+    if not cores:
+        return []
+    centres = unit(np.stack([vectors[c].mean(axis=0) for c in cores]))
+    radius = np.array(
+        [float((vectors[c] @ centre).min()) for c, centre in zip(cores, centres, strict=True)]
+    )
+    outside = np.ones(len(vectors), dtype=bool)
+    for c in cores:
+        outside[c] = False
+    rest = np.flatnonzero(outside)
+    members = [list(c) for c in cores]
+    if len(rest):
+        sims = vectors[rest] @ centres.T
+        best = sims.argmax(axis=1)
+        score = sims[np.arange(len(rest)), best]
+        for r, b, s in zip(rest, best, score, strict=True):
+            if s >= radius[b] and s >= near[r]:
+                members[b].append(int(r))
+    return [np.array(sorted(m)) for m in members]
+
+
+def mean_pairwise(vectors: np.ndarray) -> float:
+    """Mean cosine between distinct unit rows (size-unbiased, unlike cohesion())."""
+    n = len(vectors)
+    if n < 2:
+        return 1.0
+    return float(((vectors @ vectors.T).sum() - n) / (n * (n - 1)))
 
 
 def cohesion(vectors: np.ndarray) -> float:

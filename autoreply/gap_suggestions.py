@@ -51,16 +51,24 @@ def suggestions(
 
 def suggest(store: Store, topic: GapTopic, *, kb: KnowledgeBase | None = None) -> Suggestion:
     """The draft for one topic. A new entry: the representative question, the topic's other
-    distinct questions as variants, the answer most often given when resolving a ticket of
-    one of its conversations (opened up to a day after the gap), its category. A near miss:
-    the topic's questions the entry does not have yet, as variants for that entry."""
+    distinct questions as variants (up to 10, those nearest the topic's centroid first: its
+    core), the answer most often given when resolving a ticket of one of its conversations
+    (opened up to a day after the gap), its category. A near miss: the topic's questions the
+    entry does not have yet, as variants for that entry."""
     gaps = store.topic_gaps(topic_id=topic.id)
     question = redact(topic.representative)
     texts = Counter(redact(g.question) for g in gaps)
+    closeness: dict[str, float] = {}
+    similarity = {a.gap_id: a.similarity for a in store.gap_assignments(topic_ids=[topic.id])}
+    for g in gaps:
+        sim = similarity.get(g.id)
+        text = redact(g.question)
+        closeness[text] = max(closeness.get(text, -1.0), -1.0 if sim is None else sim)
     entry = kb.get(topic.entry_id) if kb and topic.entry_id and topic.entry_id in kb else None
     have = {normalize(t) for t in (entry.texts if entry else (question,))}
     variants: list[str] = []
-    for text, _ in texts.most_common():
+    # The core first: the questions nearest the topic's centroid, then the most repeated.
+    for text in sorted(texts, key=lambda t: (-closeness[t], -texts[t])):
         if normalize(text) not in have and len(variants) < 10:
             have.add(normalize(text))
             variants.append(text)

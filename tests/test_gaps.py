@@ -107,6 +107,62 @@ def test_small_clusters_wait_and_duplicates_fold() -> None:
     assert medoid(unit(np.array([[1.0, 0], [0.9, 0.1], [0, 1]]))) == 1
 
 
+def planted(
+    groups: list[int], within: float, across: float, faq_cosine: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit gap vectors in ``groups`` (sizes) with exactly these cosines inside a group and
+    across groups, each gap with an FAQ text of its own at ``faq_cosine`` (all other
+    directions orthogonal), so the rules can be checked against known geometry."""
+    n = sum(groups)
+    dim = 1 + len(groups) + 2 * n
+    basis = np.eye(dim)
+    rows, faq = [], []
+    i = 0
+    for g, size in enumerate(groups):
+        for _ in range(size):
+            x = (
+                np.sqrt(across) * basis[0]
+                + np.sqrt(within - across) * basis[1 + g]
+                + np.sqrt(1 - within) * basis[1 + len(groups) + i]
+            )
+            rows.append(x)
+            own = basis[1 + len(groups) + n + i]
+            faq.append(faq_cosine * x + np.sqrt(1 - faq_cosine**2) * own)
+            i += 1
+    return unit(np.array(rows)), unit(np.array(faq))
+
+
+def test_questions_that_are_each_nearer_an_faq_text_make_no_topic() -> None:
+    """Six questions that Ward groups, each closer to an FAQ text of its own (0.88) than to any
+    other question (0.80): no core, so no topic; the same six close together (0.95) are one."""
+    loose, faq = planted([6], within=0.80, across=0.80, faq_cosine=0.88)
+    assert discover(loose, faq, TopicConfig()) == []
+    tight, faq = planted([6], within=0.95, across=0.95, faq_cosine=0.88)
+    (topic,) = discover(tight, faq, TopicConfig())
+    assert topic.kind is TopicKind.NEW and topic.rows == list(range(6))
+
+
+def test_two_groups_apart_from_each_other_are_two_topics() -> None:
+    """Two groups of three, each tight (0.95) but apart (0.80, below their FAQ texts' 0.88),
+    merged by Ward: the core splits into two topics instead of one mixing both."""
+    vectors, faq = planted([3, 3], within=0.95, across=0.80, faq_cosine=0.88)
+    config = TopicConfig(split_gain=1.0)  # only the core rule may split them
+    found = discover(vectors, faq, config)
+    assert sorted(f.rows for f in found) == [[0, 1, 2], [3, 4, 5]]
+    (mixed,) = discover(vectors, faq, TopicConfig(split_gain=1.0, apart_margin=1.0))
+    assert mixed.rows == list(range(6))
+
+
+def test_folding_duplicates_in_blocks_matches_one_block() -> None:
+    rng = np.random.default_rng(3)
+    base = unit(rng.normal(size=(40, 16)))
+    vectors = unit(np.vstack([base, base[:15] + 0.01 * rng.normal(size=(15, 16))]))
+    whole = fold_duplicates(vectors, similarity=0.98, block=len(vectors))
+    for block in (1, 7, 32):
+        assert fold_duplicates(vectors, similarity=0.98, block=block).tolist() == whole.tolist()
+    assert len(np.unique(whole)) < len(vectors)
+
+
 def test_keywords_are_ctfidf_without_stopwords() -> None:
     words = ctfidf_keywords(
         [ROCKET, WEATHER, HUOJIAN, ["how do i pay my bill", "what is my bill"]], top=3, classes=3
