@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # an angry message, is not a gap in the knowledge base).
 GAP_REASONS = {Reason.LOW_CONFIDENCE, Reason.AMBIGUOUS, Reason.REPEATED_FAILURE}
 HISTORY_TURNS = 20
+TOPIC_ATTEMPTS = 3
+"""update_gap_topics() tries this often when another replica's update collides with its own."""
 
 _WITH_AGENT = {
     "zh": "您的消息已转给人工客服，请稍候。",
@@ -179,10 +181,18 @@ class AutoReply:
         """Bring the FAQ gap topics up to date: new gaps join the nearest topic or form new
         ones, with the current index's encoder (``autoreply.gap_topics.update_topics``). The CLI,
         the API and the console all call this before they show topics or the weekly report;
-        ``rebuild`` forgets every topic first."""
+        ``rebuild`` forgets every topic first. Two replicas updating at once can collide (one
+        retires a topic the other is filling); the loser starts over from what is stored."""
         from autoreply.gap_topics import update_topics  # clustering is not needed to answer
 
-        return update_topics(self.store, self.engine.index, rebuild=rebuild)
+        for attempt in range(TOPIC_ATTEMPTS):
+            try:
+                return update_topics(self.store, self.engine.index, rebuild=rebuild)
+            except ConflictError:
+                if attempt == TOPIC_ATTEMPTS - 1:
+                    raise
+                log.info("gap topics changed meanwhile; updating again", extra={"attempt": attempt})
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> AutoReply:
         return self

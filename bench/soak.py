@@ -61,6 +61,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 import pg  # type: ignore[import-not-found]  # noqa: E402
 
+from autoreply import csat  # noqa: E402
 from autoreply.knowledge import bundled_knowledge_dir  # noqa: E402
 from autoreply.models import Role  # noqa: E402
 from autoreply.store import AgentRole, new_token, open_store  # noqa: E402
@@ -891,7 +892,10 @@ def check_store(db: str, load: Load) -> dict[str, Any]:
         for conv in sorted(set(by_conv) | set(agent_by_conv)):
             history = store.history(conv)
             customer = Counter(m.external_id for m in history if m.role is Role.CUSTOMER)
-            bots = {m.id for m in history if m.role is Role.BOT}
+            # the rating question sent on resolve (csat.ask) answers no customer message
+            bots = {
+                m.id for m in history if m.role is Role.BOT and csat.KEY not in (m.details or {})
+            }
             agents = Counter(m.text for m in history if m.role is Role.AGENT)
             agent_ids = {m.id for m in history if m.role is Role.AGENT}
             n_customer = sum(customer.values())

@@ -422,3 +422,31 @@ def test_only_variants_that_ask_the_same_thing_are_ticked(demo_bot: AutoReply) -
         gaps=6,
     )
     assert core_variants(draft, demo_bot.engine.index) == [True, True, False, False, False]
+
+
+def test_a_colliding_topic_update_starts_over(bot: AutoReply, monkeypatch) -> None:
+    """Two replicas updating topics at once: the one whose write conflicts (a topic retired
+    under it) starts over from what is stored instead of failing the request; a conflict
+    that keeps coming is raised."""
+    from autoreply import gap_topics
+
+    real = gap_topics.update_topics
+    calls: list[int] = []
+
+    def collide_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConflictError("gap_assignments_topic_id_fkey")
+        return real(*args, **kwargs)
+
+    ask(bot, ROCKET)
+    monkeypatch.setattr(gap_topics, "update_topics", collide_once)
+    bot.update_gap_topics()
+    assert len(calls) == 2 and bot.store.gap_topics()
+
+    def always(*args, **kwargs):
+        raise ConflictError("still colliding")
+
+    monkeypatch.setattr(gap_topics, "update_topics", always)
+    with pytest.raises(ConflictError):
+        bot.update_gap_topics()
