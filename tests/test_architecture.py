@@ -49,6 +49,9 @@ ALLOWED: dict[str, set[str]] = {
         "errors",
         "settings",
     },
+    # tuning the e5 encoder on the knowledge base (torch only inside, lazily); ``cache`` picks
+    # the tuned model for the service
+    "tuning": {"encoder", "errors", "knowledge", "text"},
     # -- storage and chat channels -----------------------------------------------------------
     "store": {"models", "errors"},
     "channels": {"errors", "models"},
@@ -133,6 +136,7 @@ ALLOWED: dict[str, set[str]] = {
         "settings",
         "store",
         "text",
+        "tuning",
     },
     "__init__": {"encoder", "engine", "errors", "knowledge", "models", "service", "settings"},
     # -- the running service: shared state first, then the two HTTP front doors --------------
@@ -190,6 +194,7 @@ ALLOWED: dict[str, set[str]] = {
         "service",
         "settings",
         "store",
+        "tuning",
         "weekly_data",
         "weekly_render",
     },
