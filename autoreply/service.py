@@ -37,6 +37,7 @@ from autoreply.models import (
 from autoreply.redact import redact
 from autoreply.settings import Settings
 from autoreply.store import LearnedVariant, Store, open_store
+from autoreply.tuning.cache import encoder_for
 
 if TYPE_CHECKING:
     from autoreply.gap_topics import TopicRun
@@ -575,5 +576,12 @@ def build_engine(settings: Settings, *, encoder: Encoder | None = None) -> Engin
     """Knowledge → encoder → index → engine, reusing the cached index when unchanged."""
     kb = load_knowledge(resolve_knowledge_path(settings.knowledge))
     enc = encoder or get_encoder(settings.encoder, threads=settings.encoder_threads)
+    enc = encoder_for(
+        kb,
+        enc,
+        cache_dir=settings.cache_dir,
+        use_tuned=settings.encoder_tuned,
+        threads=settings.encoder_threads,
+    )
     index = KnowledgeIndex.build(kb, enc, cache_dir=settings.cache_dir)
     return Engine(index, config=settings.engine)

