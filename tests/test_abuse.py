@@ -254,13 +254,15 @@ def feedback_on(ctx: Ctx, reply: httpx.Response, *, comment: str) -> httpx.Respo
 
 
 def report_escaped(fmt: str) -> Callable[[Ctx], httpx.Response]:
-    """A gap question with a script tag, then the weekly report in ``fmt``."""
+    """Gap questions with a script tag, three alike so they make a topic the report shows,
+    then the weekly report in ``fmt``."""
 
     def send(ctx: Ctx) -> httpx.Response:
-        reply = ctx.client.post(
-            "/v1/messages", json={"text": f"{XSS} rocket launch", "user_id": f"xss-{fmt}"}
-        )
-        assert reply.json()["gap_id"] is not None, reply.text
+        for i, text in enumerate(("rocket launch", "rocket launch time", "the rocket launch")):
+            reply = ctx.client.post(
+                "/v1/messages", json={"text": f"{XSS} {text}", "user_id": f"xss-{fmt}-{i}"}
+            )
+            assert reply.json()["gap_id"] is not None, reply.text
         return ctx.client.get("/v1/insights/report", headers=ctx.alice, params={"format": fmt})
 
     return send

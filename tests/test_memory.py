@@ -65,3 +65,26 @@ def test_a_users_own_arena_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None
     """MALLOC_ARENA_MAX set by the user: the service leaves malloc as they configured it."""
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert memory.limit_malloc_arenas() is False
+
+
+def test_long_work_gives_its_free_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """in_own_thread (clustering, reports, reloads) trims the heap when the work ends, failed
+    or not: with two arenas glibc hands back what the run's temporaries left free."""
+    import asyncio
+
+    from autoreply.web import batching
+
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: trims.append(1) or True)
+
+    async def both() -> None:
+        assert await batching.in_own_thread(lambda: 42) == 42
+
+        def fail() -> None:
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError):
+            await batching.in_own_thread(fail)
+
+    asyncio.run(both())
+    assert len(trims) == 2

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 from autoreply.errors import AutoreplyError, StoreError
 from autoreply.models import Message, Reply
+from autoreply.web import memory
 
 log = logging.getLogger("autoreply.api")
 
@@ -72,7 +73,9 @@ def blas_on_one_thread() -> Any:
 
 async def in_own_thread(work: Callable[[], T], *, name: str = "autoreply-work") -> T:
     """Run ``work`` (loading, reloading, clustering) on a new thread that ends with it, off
-    the event loop and off the batch thread."""
+    the event loop and off the batch thread. Afterwards the memory its temporaries left free
+    goes back to the system (``malloc_trim``): clustering's grow with the gap window, and
+    glibc would otherwise keep each run's high-water mark (bench/README.md, soak)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -88,8 +91,10 @@ async def in_own_thread(work: Callable[[], T], *, name: str = "autoreply-work") 
         try:
             result = work()
         except BaseException as exc:
+            memory.release_free_memory()
             loop.call_soon_threadsafe(settle, None, exc)
         else:
+            memory.release_free_memory()
             loop.call_soon_threadsafe(settle, result, None)
 
     Thread(target=run, name=name, daemon=True).start()
