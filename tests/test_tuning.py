@@ -347,6 +347,12 @@ def test_tune_without_torch_names_the_extra(
     assert "pip install 'autoreply[tune]'" in capsys.readouterr().err
 
 
+def test_tune_help_names_the_extra() -> None:
+    """The help text shows the extra as written (rich would take ``[tune]`` for markup)."""
+    result = CliRunner().invoke(cli.app, ["tune", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "pip install 'autoreply[tune]'" in result.output
+
+
 @pytest.mark.slow
 def test_tune_writes_the_model_where_the_engine_looks(cli_env: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(

@@ -21,7 +21,7 @@ def tune(
     """Tune the bundled e5 model on the knowledge base (pairs of texts of one entry) and save
     it next to the index cache. The engine uses it from its next start, for this version of
     the knowledge base only; AUTOREPLY_ENCODER_TUNED=false turns it off. Needs torch:
-    pip install 'autoreply[tune]'. Minutes per epoch for a thousand texts on 2 cores.
+    pip install 'autoreply\\[tune]'. Minutes per epoch for a thousand texts on 2 cores.
 
     Example:  autoreply tune --knowledge knowledge/ --epochs 3
     """
