@@ -39,6 +39,7 @@ import numpy as np
 from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import TopicKind
 from autoreply.ranking_metrics import ClusterQuality
+from autoreply.ranking_metrics import cluster_quality as score_clusters
 from autoreply.text import tokenize
 
 _STOP_EN = """a an the i me my mine you your yours we our us it its is are was were be been being am
@@ -137,17 +138,8 @@ def cluster_quality(
     vectors: np.ndarray, topics: Sequence[str], *, threshold: float
 ) -> ClusterQuality:
     """cluster_labels() scored against the true topics (ARI, NMI): what the eval reports."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
     labels = cluster_labels(vectors, threshold=threshold)
-    return ClusterQuality(
-        questions=len(topics),
-        topics=len(set(topics)),
-        clusters=len(set(labels.tolist())),
-        ari=float(adjusted_rand_score(list(topics), labels)),
-        nmi=float(normalized_mutual_info_score(list(topics), labels)),
-        distance_threshold=threshold,
-    )
+    return score_clusters(labels.tolist(), topics, distance_threshold=threshold)
 
 
 @dataclass(frozen=True)

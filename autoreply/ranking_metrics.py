@@ -316,32 +316,20 @@ def percentile(values: Sequence[float], q: float) -> float:
 # -- clustering --------------------------------------------------------------------------
 
 
-def cluster_labels(vectors: np.ndarray, *, distance_threshold: float) -> np.ndarray:
-    """Agglomerative clustering (cosine distance, average linkage) cut at a distance."""
-    from sklearn.cluster import AgglomerativeClustering
-
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=np.int64)
-    model = AgglomerativeClustering(
-        n_clusters=None, metric="cosine", linkage="average", distance_threshold=distance_threshold
-    )
-    return np.asarray(model.fit_predict(np.asarray(vectors, dtype=np.float64)), dtype=np.int64)
-
-
 def cluster_quality(
-    vectors: np.ndarray, topics: Sequence[str], *, distance_threshold: float
+    labels: Sequence[int], topics: Sequence[str], *, distance_threshold: float
 ) -> ClusterQuality:
-    """Cluster the vectors and score the clusters against the true topics (ARI, NMI)."""
+    """Found clusters (``labels``) scored against the true topics (ARI, NMI); the clustering
+    itself is autoreply.gap_clustering's, which the service uses too."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    if len(vectors) != len(topics):
-        raise ValueError(f"{len(vectors)} vectors but {len(topics)} topics")
-    labels = cluster_labels(vectors, distance_threshold=distance_threshold)
+    if len(labels) != len(topics):
+        raise ValueError(f"{len(labels)} labels but {len(topics)} topics")
     return ClusterQuality(
         questions=len(topics),
         topics=len(set(topics)),
-        clusters=len(set(labels.tolist())),
-        ari=float(adjusted_rand_score(list(topics), labels)),
-        nmi=float(normalized_mutual_info_score(list(topics), labels)),
+        clusters=len(set(labels)),
+        ari=float(adjusted_rand_score(list(topics), list(labels))),
+        nmi=float(normalized_mutual_info_score(list(topics), list(labels))),
         distance_threshold=distance_threshold,
     )

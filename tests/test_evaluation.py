@@ -22,6 +22,7 @@ from autoreply.errors import ConfigError, QuestionFormatError
 from autoreply.eval_questions import LabelledQuestion, load_questions
 from autoreply.eval_report import SCHEMA_VERSION, EvalReport, compare, load_report, write_report
 from autoreply.evaluation import build_report, holdout_folds, recommend, run_eval
+from autoreply.gap_clustering import cluster_quality
 from autoreply.knowledge import KnowledgeBase, load_knowledge
 from autoreply.models import Candidate
 
@@ -201,10 +202,12 @@ def test_cluster_quality_wires_ari_and_nmi() -> None:
     b = np.array([0.0, 1.0, 0.0]) + rng.normal(0, 0.01, (4, 3))
     vectors = np.vstack([a, b])
     topics = ["refund"] * 5 + ["rocket"] * 4
-    good = m.cluster_quality(vectors, topics, distance_threshold=0.2)
+    good = cluster_quality(vectors, topics, threshold=0.2)
     assert (good.clusters, good.topics, good.ari, good.nmi) == (2, 2, 1.0, pytest.approx(1.0))
-    merged = m.cluster_quality(vectors, topics, distance_threshold=1.5)
+    merged = cluster_quality(vectors, topics, threshold=3.0)  # above the two groups' Ward gap
     assert merged.clusters == 1 and merged.ari == 0.0
+    with pytest.raises(ValueError, match="9 labels but 8 topics"):
+        m.cluster_quality(list(range(9)), topics[:8], distance_threshold=0.2)
 
 
 # -- question files ----------------------------------------------------------------------
