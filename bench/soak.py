@@ -63,7 +63,7 @@ import pg  # type: ignore[import-not-found]  # noqa: E402
 
 from autoreply import csat  # noqa: E402
 from autoreply.knowledge import bundled_knowledge_dir  # noqa: E402
-from autoreply.models import Role  # noqa: E402
+from autoreply.models import Reason, Role  # noqa: E402
 from autoreply.store import AgentRole, new_token, open_store  # noqa: E402
 
 QUESTIONS = REPO / "eval" / "demo_questions.jsonl"
@@ -117,6 +117,38 @@ class Replica:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+
+
+def prefill_gaps(db: str, count: int, seed: int) -> int:
+    """Log ``count`` gaps before the replicas start, so the soak measures a full gap window
+    (``TopicConfig.max_batch``) instead of one that fills while it runs. The questions are the
+    demo questions with a few of their words swapped among each other and a serial number, so
+    they cluster like real traffic does (near copies of a few themes, and a long tail)."""
+    rng = random.Random(seed)
+    questions = [
+        json.loads(line)["question"]
+        for line in QUESTIONS.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    words = [w for q in questions for w in q.split()]
+    store = open_store(db)
+    try:
+        for n in range(count):
+            base = rng.choice(questions).split()
+            for _ in range(rng.randint(0, 3)):
+                base[rng.randrange(len(base))] = rng.choice(words)
+            text = f"{' '.join(base)} #{n}"
+            store.add_gap(
+                question=text,
+                normalized=text.lower(),
+                reason=Reason.LOW_CONFIDENCE,
+                channel="api",
+                conversation_id=f"prefill-{n}",
+                user_id=f"prefill-{n % 500}",
+            )
+    finally:
+        store.close()
+    return count
 
 
 def start_replicas(
@@ -998,6 +1030,13 @@ def main() -> None:
     parser.add_argument("--reload-seconds", type=float, default=120, help="admin reload period")
     parser.add_argument("--sample-seconds", type=float, default=5, help="RSS sampling period")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--prefill-gaps",
+        type=int,
+        default=0,
+        help="log this many gaps before starting (4000 fills the gap-topic window, so memory "
+        "is measured with the window full rather than filling)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the replica logs' folder")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -1023,6 +1062,8 @@ def main() -> None:
             store.add_agent(ADMIN, role=AgentRole.ADMIN, token=tokens[ADMIN])
         finally:
             store.close()
+        if args.prefill_gaps:
+            print(f"logging {prefill_gaps(db, args.prefill_gaps, args.seed)} gaps first ...")
         print(f"PostgreSQL on port {cluster.port}; starting 2 replicas ({args.encoder}) ...")
         started = time.monotonic()
         replicas = start_replicas(db, workdir, args.encoder, threads=args.encoder_threads)
@@ -1065,6 +1106,7 @@ def main() -> None:
                 "rate_per_second": args.rate,
                 "minutes": args.minutes,
                 "warmup_seconds": args.warmup,
+                "prefilled_gaps": args.prefill_gaps,
                 "reload_every_seconds": args.reload_seconds,
                 "readyz_and_metrics_every_seconds": PERIOD_OPS,
                 "mix_weights": MIX,
