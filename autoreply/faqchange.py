@@ -119,8 +119,12 @@ def core_variants(
     suggestion: Suggestion, index: KnowledgeIndex | None, *, threshold: float | None = None
 ) -> list[bool]:
     """Which suggested variants to tick by default: those that ask what the question asks
-    (cosine to it at least the topic-joining ``assign_threshold``) and are nearer to it than
-    to any entry already in the knowledge base. A topic of unrelated questions ticks few."""
+    (cosine at least the topic-joining ``assign_threshold``) and are nearer to it than to any
+    entry already in the knowledge base. "What the question asks" is the question itself,
+    then the centre of the question and the paraphrases found that way: a variant worded
+    differently from the question but as close to its paraphrases' centre is ticked too. The
+    centre is built from the question's paraphrases only, so a topic of unrelated questions
+    cannot pull it their way and still ticks few."""
     if not suggestion.variants:
         return []
     if index is None:
@@ -128,11 +132,16 @@ def core_variants(
     limit = TopicConfig().assign_threshold if threshold is None else threshold
     vectors = index.encoder.encode([suggestion.question, *suggestion.variants])
     own = vectors[1:] @ vectors[0]
-    faq = index.index.vectors()  # the knowledge base's texts, encoded when it was indexed
-    other = (vectors[1:] @ faq.T).max(axis=1) if len(faq) else np.full(len(own), -1.0)
     if suggestion.kind is TopicKind.NEAR_MISS:
         return [bool(s >= limit) for s in own]
-    return [bool(s >= limit and s > o) for s, o in zip(own, other, strict=True)]
+    faq = index.index.vectors()  # the knowledge base's texts, encoded when it was indexed
+    other = (vectors[1:] @ faq.T).max(axis=1) if len(faq) else np.full(len(own), -1.0)
+    paraphrase = (own >= limit) & (own > other)
+    centre = vectors[0] + vectors[1:][paraphrase].sum(axis=0)
+    near = vectors[1:] @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
+    return [
+        bool(p or (n >= limit and n > o)) for p, n, o in zip(paraphrase, near, other, strict=True)
+    ]
 
 
 def draft_for_topic(

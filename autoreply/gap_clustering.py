@@ -18,8 +18,11 @@ Cores of fewer than ``min_size`` gaps wait for more. A topic that holds together
 it resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
 minus ``near_miss_margin``) is ``new``; one whose gaps mostly (``near_miss_share``) have the
 entry nearest its centroid as their own nearest entry is a ``near_miss`` topic of that entry;
-any other group is no topic. Every rule compares gaps with the FAQ's own texts rather than with
-a fixed cosine, so it carries across encoders and languages whose cosines sit higher or lower.
+any other group is no topic. A gap logged because the customer voted the bot's answer not
+helpful does not count that answer's entry as its nearest (the customer said it does not
+answer the question), so questions the bot answers wrongly can still form a new topic. Every
+rule compares gaps with the FAQ's own texts rather than with a fixed cosine, so it carries
+across encoders and languages whose cosines sit higher or lower.
 
 Keywords are c-TF-IDF over the topics' questions (jieba words for Chinese, words for English,
 minus a small stopword list). The evaluation scores cluster_labels() with cluster_quality();
@@ -153,13 +156,19 @@ class Found:
 
 
 def discover(
-    vectors: np.ndarray, faq: KnowledgeIndex | np.ndarray, config: TopicConfig
+    vectors: np.ndarray,
+    faq: KnowledgeIndex | np.ndarray,
+    config: TopicConfig,
+    rejected: np.ndarray | None = None,
 ) -> list[Found]:
     """Groups worth a topic among ``vectors`` (unit rows), against the FAQ texts in ``faq`` (a
-    knowledge index, or a matrix of unit FAQ vectors in tests); the module doc has the rules."""
+    knowledge index, or a matrix of unit FAQ vectors in tests); the module doc has the rules.
+    ``rejected`` holds, per row, the entry whose answer the customer voted not helpful for
+    that question (-1 for none): that entry's texts are no rival for the row, and a group
+    mostly rejecting one entry is never a near miss of it."""
     if len(vectors) == 0:
         return []
-    near, entries = nearest(faq, vectors)
+    near, entries = nearest(faq, vectors, rejected)
     leader = fold_duplicates(vectors, similarity=config.duplicate_similarity)
     heads = np.unique(leader)
     distinct = vectors[heads]
@@ -186,7 +195,13 @@ def discover(
     found = []
     for rows in attach(vectors, cores, near):
         centre = unit(vectors[rows].mean(axis=0))
-        score, entry = (float(x[0]) for x in nearest(faq, centre))
+        refused = -1
+        if rejected is not None:
+            values, counts = np.unique(rejected[rows], return_counts=True)
+            top = int(np.argmax(counts))
+            if values[top] >= 0 and counts[top] >= config.near_miss_share * len(rows):
+                refused = int(values[top])
+        score, entry = (float(x[0]) for x in nearest(faq, centre, np.array([refused])))
         if cohesion(vectors[rows]) >= score - config.near_miss_margin:
             found.append(Found(rows.tolist(), TopicKind.NEW, int(entry)))
         elif np.mean(entries[rows] == entry) >= config.near_miss_share:
@@ -290,17 +305,34 @@ def split(vectors: np.ndarray, rows: np.ndarray, config: TopicConfig) -> list[np
     return [rows]
 
 
-def nearest(faq: KnowledgeIndex | np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+REJECTED_DEPTH = 64
+"""How many nearest FAQ texts are searched for one that is not of a rejected entry."""
+
+
+def nearest(
+    faq: KnowledgeIndex | np.ndarray, vectors: np.ndarray, rejected: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best cosine to an FAQ text, and that text's entry (for a plain matrix of
-    FAQ vectors: the row)."""
+    FAQ vectors: the row). ``rejected`` (an entry per row, -1 for none) leaves out the entry
+    a customer said does not answer that row's question."""
     vectors = np.atleast_2d(vectors).astype(np.float32)
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
     if isinstance(faq, np.ndarray):
         sims = vectors @ faq.T
+        if rejected is not None:
+            rows = np.flatnonzero(rejected >= 0)
+            sims[rows, rejected[rows]] = -np.inf
         return sims.max(axis=1), sims.argmax(axis=1)
-    hits = faq.index.search(vectors, k=1)
-    return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]
+    if rejected is None or not (rejected >= 0).any():
+        hits = faq.index.search(vectors, k=1)
+        return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]
+    hits = faq.index.search(vectors, k=REJECTED_DEPTH)
+    allowed = hits.labels != rejected[:, None]
+    first = allowed.argmax(axis=1)  # every text of the depth rejected: the last one searched
+    first[~allowed.any(axis=1)] = hits.labels.shape[1] - 1
+    pick = np.arange(len(vectors))
+    return hits.scores[pick, first].astype(np.float32), hits.labels[pick, first]
 
 
 def medoid(vectors: np.ndarray) -> int:

@@ -44,6 +44,7 @@ from autoreply.gap_clustering import (
     unit,
 )
 from autoreply.knowledge_index import KnowledgeIndex
+from autoreply.models import Reason
 from autoreply.redact import redact
 from autoreply.store import (
     GapAssignment,
@@ -98,8 +99,9 @@ def update_topics(
     rows |= {g.id: _row(g.id, v, encoder, None) for g, v in zip(fresh, vectors, strict=True)}
     window = sorted(rows.values(), key=lambda r: r.gap_id)[-cfg.max_batch :]
     matrix = np.stack([from_blob(r.vector) for r in window]) if window else vectors[:0]
-    found = discover(matrix, index, cfg)  # every run: the FAQ may have grown meanwhile
-    near, _ = nearest(index, matrix)
+    rejected = _rejected(store, index, window, cfg)
+    found = discover(matrix, index, cfg, rejected)  # every run: the FAQ may have grown
+    near, _ = nearest(index, matrix, rejected)
     ids = _carry_ids(found, window, topics)
     saved: dict[int, GapAssignment] = {}
     created: list[GapTopic] = []
@@ -176,6 +178,19 @@ def _row(
     return GapAssignment(
         gap_id=gap_id, topic_id=topic_id, similarity=sim, encoder=encoder, vector=to_blob(vector)
     )
+
+
+def _rejected(
+    store: Store, index: KnowledgeIndex, window: Sequence[GapAssignment], cfg: TopicConfig
+) -> np.ndarray:
+    """Per window row, the index of the entry whose answer the customer voted not helpful for
+    that question (-1 for none, or when the entry is gone)."""
+    position = {e.id: i for i, e in enumerate(index.entries)}
+    refused = {
+        g.id: position.get(g.best_entry_id or "", -1)
+        for g in store.list_gaps(limit=cfg.max_batch, reason=Reason.NOT_HELPFUL)
+    }
+    return np.array([refused.get(r.gap_id, -1) for r in window], dtype=np.int64)
 
 
 def _carry_ids(

@@ -8,12 +8,17 @@ from autoreply.models import Decision, Message, Role, StoredMessage
 
 
 def handoff_payload(
-    msg: Message, decision: Decision, history: list[StoredMessage], customer: StoredMessage
+    msg: Message,
+    decision: Decision,
+    history: list[StoredMessage],
+    customer: StoredMessage,
+    votes: dict[int, bool] | None = None,
 ) -> dict[str, Any]:
     """The one documented handoff payload every escalation carries (API, channels, store).
 
     Keys: ``question`` (this message), ``messages`` (the customer's recent messages, oldest
-    first), ``attempts`` (the bot's recent replies with decision, reason, entry, confidence),
+    first), ``attempts`` (the bot's recent replies with id, decision, reason, entry,
+    confidence and ``helpful``: the customer's vote on it from ``votes``, None if none),
     ``candidates`` (this message's top entries with scores), ``reason``, ``priority``, ``vip``,
     ``channel``, ``user_id``, ``metadata``.
     """
@@ -26,11 +31,13 @@ def handoff_payload(
         ],
         "attempts": [
             {
+                "id": m.id,
                 "text": m.text,
                 "decision": m.action.value if m.action else None,
                 "reason": m.reason.value if m.reason else None,
                 "entry_id": m.entry_id,
                 "confidence": m.confidence,
+                "helpful": (votes or {}).get(m.id),
             }
             for m in attempts
         ],

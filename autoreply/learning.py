@@ -14,7 +14,8 @@ Evidence (``LearningSource``), each a row in the store with the question redacte
 A text that is already one of the entry's texts (after normalize) is not a candidate. Guard
 against poisoning: a candidate is **flagged** (shown, never accepted automatically) when the
 bot ranked another entry first for it, confidently enough to answer it
-(``answer_threshold``), or when it is a text of another entry (a conflict).
+(``answer_threshold``), unless the customer voted that answer not helpful (then the agent's
+script corrects the bot), or when it is a text of another entry (a conflict).
 
 Accepting writes the variants into their entry in place (faqchange: only that entry's lines
 change, ``autoreply check`` first, journalled, ``autoreply undo`` makes them pending again) and
@@ -182,7 +183,10 @@ def script_entry(kb: KnowledgeBase, reply: str) -> str | None:
 
 def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) -> Learned | None:
     """An agent's reply that is an entry's script answers the ticket's question (for a
-    request for a person, the customer's message before it; a complaint is no question)."""
+    request for a person, the customer's message before it; a complaint is no question).
+    The bot's answer to that message is what the reply is checked against for a flag, unless
+    the customer voted it not helpful: then the customer disputed it, and the agent's choice
+    is the correction, not a rival."""
     question = ticket.context.get("question")
     candidates = ticket.context.get("candidates") or []
     if ticket.reason is Reason.ASKED_FOR_HUMAN:
@@ -192,7 +196,7 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
         candidates = [
             {"entry_id": a.get("entry_id"), "confidence": a.get("confidence")}
             for a in attempts[-1:]
-            if a.get("entry_id")
+            if a.get("entry_id") and a.get("helpful") is not False
         ]
     elif ticket.reason.value in _NOT_EVIDENCE:
         return None

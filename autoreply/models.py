@@ -34,6 +34,8 @@ class Reason(StrEnum):
     ASKED_FOR_HUMAN = "asked_for_human"
     COMPLAINT = "complaint"
     REPEATED_FAILURE = "repeated_failure"
+    NOT_HELPFUL = "not_helpful"
+    """Not an engine decision: the customer voted the bot's answer not helpful (a gap)."""
     SENSITIVE_CATEGORY = "sensitive_category"
     EMPTY_MESSAGE = "empty_message"
     AGENT_HANDLING = "agent_handling"

@@ -18,6 +18,7 @@ from autoreply import csat, learning
 from autoreply.encoder import Encoder, get_encoder
 from autoreply.engine import Engine, language
 from autoreply.errors import AutoreplyError, ConflictError
+from autoreply.gap_log import log_rejected, log_unanswered
 from autoreply.handoff import handoff_payload
 from autoreply.hours import BusinessHours
 from autoreply.knowledge import KnowledgeBase, bundled_knowledge_dir, load_knowledge
@@ -34,7 +35,6 @@ from autoreply.models import (
     StoredMessage,
     Ticket,
 )
-from autoreply.redact import redact
 from autoreply.settings import Settings
 from autoreply.store import LearnedVariant, Store, open_store
 from autoreply.tuning.cache import encoder_for
@@ -333,7 +333,7 @@ class AutoReply:
             ticket = active
             gap_id = None
             if decision.reason in GAP_REASONS:
-                gap_id = self._log_gap(msg, decision)
+                gap_id = log_unanswered(self.store, msg, decision)
             if decision.action is Action.ESCALATE and active is None:
                 ticket = self._open_ticket(msg, decision, history, customer)
             text = decision.text
@@ -394,13 +394,18 @@ class AutoReply:
         )
 
     def feedback(self, message_id: int, *, helpful: bool, comment: str | None = None) -> Feedback:
-        """Record whether a bot answer helped (a helpful vote is evidence for learning)."""
+        """Record whether a bot answer helped. A helpful vote is evidence for learning; a
+        not-helpful vote on an answer logs its question as an FAQ gap (``not_helpful``, once
+        per answer): the bot answered it, but not what was asked."""
         with self.store.atomic():
+            earlier = self.store.list_feedback(message_ids=[message_id])
             vote = self.store.add_feedback(message_id, helpful=helpful, comment=comment)
             answer = self.store.get_message(message_id)
             question = None
-            if helpful and answer.reply_to is not None:
+            if answer.reply_to is not None:
                 question = self.store.get_message(answer.reply_to)
+            if not helpful and question is not None and not earlier:
+                log_rejected(self.store, self.kb, answer, question)
             learned = self._learn(learning.from_feedback(answer, question, helpful=helpful))
         self._auto_accept(learned)
         return vote
@@ -519,21 +524,6 @@ class AutoReply:
             text=_WITH_AGENT[language(msg.text)],
         )
 
-    def _log_gap(self, msg: Message, decision: Decision) -> int:
-        top = decision.candidates[0] if decision.candidates else None
-        gap = self.store.add_gap(
-            question=redact(msg.text),
-            normalized=redact(decision.normalized),
-            reason=decision.reason,
-            channel=msg.channel,
-            conversation_id=msg.conversation,
-            user_id=msg.user_id,
-            best_entry_id=top.entry_id if top else None,
-            best_score=top.confidence if top else None,
-            category=top.category if top else None,
-        )
-        return gap.id
-
     def _open_ticket(
         self,
         msg: Message,
@@ -544,7 +534,12 @@ class AutoReply:
         suggested = msg.metadata.get("agent_id")
         if msg.vip and not suggested:
             suggested = self.store.last_agent_for_user(msg.user_id)
-        context = handoff_payload(msg, decision, history, customer)
+        answers = [m.id for m in history if m.role is Role.BOT and m.action is Action.ANSWER]
+        votes: dict[int, bool] = {}
+        if answers:  # the customer's newest vote on each answer, for the agent and learning
+            for vote in reversed(self.store.list_feedback(message_ids=answers)):
+                votes[vote.message_id] = vote.helpful
+        context = handoff_payload(msg, decision, history, customer, votes)
         context["suggested_owner"] = suggested
         top = decision.candidates[0] if decision.candidates else None
         ticket, created = self.store.open_ticket(

@@ -21,6 +21,7 @@ from autoreply.gap_clustering import (
     discover,
     fold_duplicates,
     medoid,
+    nearest,
     unit,
 )
 from autoreply.gap_suggestions import suggest, suggestions
@@ -95,6 +96,43 @@ def test_cluster_next_to_an_faq_entry_is_a_near_miss() -> None:
     assert cluster.kind is TopicKind.NEAR_MISS and cluster.entry == 0
     assert discover(gaps, ring(0.5, 3, turn=0.3), config) == []
     assert discover(gaps, ring(0.5, 3, turn=0.3), TopicConfig())[0].kind is TopicKind.NEW
+
+
+def test_questions_whose_answer_was_rejected_form_a_new_topic() -> None:
+    """Questions that sit closer to an entry's text than to each other are no topic: the bot
+    answers them with that entry. When customers voted those answers not helpful, the
+    rejected entry is no rival (``rejected``) and they are a new topic; one rejection among
+    them does not change what the others are."""
+    dim, count = 12, 5
+    faq = np.eye(dim)[:2]  # entry 0 and entry 1
+    noise = np.eye(dim)[3 : 3 + count]
+    gaps = unit(0.92 * faq[0] + 0.25 * np.eye(dim)[2] + 0.302 * noise)
+    assert float(gaps[0] @ gaps[1]) < float(gaps[0] @ faq[0])  # nearer the entry than each other
+    config = TopicConfig(duplicate_similarity=1.1)
+    assert discover(gaps, faq, config) == []
+    one = np.full(count, -1)
+    one[0] = 0
+    assert discover(gaps, faq, config, one) == []
+    (topic,) = discover(gaps, faq, config, np.zeros(count, dtype=np.int64))
+    assert topic.kind is TopicKind.NEW and sorted(topic.rows) == list(range(count))
+
+
+def test_nearest_leaves_out_the_rejected_entry(bot: AutoReply) -> None:
+    """Against a plain matrix and a knowledge index alike: a row's nearest FAQ text is not of
+    the entry rejected for it; other rows are untouched."""
+    index = bot.engine.index
+    texts = ["how do I get a refund", "cancel my subscription"]
+    vectors = unit(index.encode_queries(texts))
+    score, entry = nearest(index, vectors)
+    rejected = np.array([entry[0], -1])
+    score2, entry2 = nearest(index, vectors, rejected)
+    assert entry2[0] != entry[0] and score2[0] <= score[0]
+    assert (entry2[1], score2[1]) == (entry[1], score[1])
+    faq = index.index.vectors()
+    plain_score, plain_row = nearest(faq, vectors, np.array([-1, -1]))
+    _, left = nearest(faq, vectors, np.array([plain_row[0], -1]))
+    assert left[0] != plain_row[0] and left[1] == plain_row[1]
+    assert np.allclose(plain_score, score, atol=1e-5)
 
 
 def test_small_clusters_wait_and_duplicates_fold() -> None:
@@ -450,3 +488,38 @@ def test_a_colliding_topic_update_starts_over(bot: AutoReply, monkeypatch) -> No
     monkeypatch.setattr(gap_topics, "update_topics", always)
     with pytest.raises(ConflictError):
         bot.update_gap_topics()
+
+
+def test_ticks_follow_the_question_s_paraphrases_not_its_exact_wording() -> None:
+    """A variant worded away from the question (cosine below the threshold) is ticked when it
+    is close to the centre of the question and its paraphrases; one nearer an FAQ text, and
+    an unrelated one, are not; unrelated variants never move that centre."""
+    from types import SimpleNamespace
+
+    from autoreply.faqchange import core_variants
+    from autoreply.gap_suggestions import Suggestion
+
+    e = np.eye(8)
+    table = {
+        "q": e[0],
+        "p1": unit(0.95 * e[0] + 0.31 * e[1]),
+        "p2": unit(0.95 * e[0] + 0.31 * e[2]),
+        "reworded": unit(0.85 * e[0] + 0.37 * e[1] + 0.37 * e[2]),
+        "faq-like": unit(0.9 * e[0] + 0.43 * e[4]),
+        "unrelated": e[5],
+    }
+    faq = np.stack([unit(0.9 * e[0] + 0.44 * e[4]), e[6]])
+    encoder = SimpleNamespace(encode=lambda texts: np.stack([table[t] for t in texts]))
+    index = SimpleNamespace(encoder=encoder, index=SimpleNamespace(vectors=lambda: faq))
+    variants = ["p1", "p2", "reworded", "faq-like", "unrelated"]
+    assert float(table["reworded"] @ table["q"]) < TopicConfig().assign_threshold
+    draft = Suggestion(
+        topic_id=1,
+        kind=TopicKind.NEW,
+        entry_id="new",
+        question="q",
+        variants=variants,
+        category="general",
+        gaps=6,
+    )
+    assert core_variants(draft, index) == [True, True, True, False, False]  # type: ignore[arg-type]

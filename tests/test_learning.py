@@ -13,7 +13,7 @@ import yaml
 from autoreply import learning
 from autoreply.encoder import Encoder
 from autoreply.faqjournal import Journal
-from autoreply.models import Action, Message
+from autoreply.models import Action, Message, Reason
 from autoreply.service import AutoReply
 from autoreply.settings import EngineConfig, LearningConfig, Settings
 from autoreply.store import VariantStatus
@@ -232,3 +232,56 @@ def test_auto_accept_above_the_threshold_but_never_a_flagged_one(
         [flagged] = learning.pending(bot.store)
         assert flagged.flag and flagged.count == 2
         assert Journal(faq_dir).changes()[0].by == "auto"
+
+
+def test_a_rejected_answer_is_a_gap_and_the_agent_s_script_corrects_it(
+    answering: AutoReply,
+) -> None:
+    """A customer votes a confident answer not helpful and asks for a person: the question is
+    logged as a gap (``not_helpful``, the rejected entry as its best, once however many votes),
+    the ticket shows the vote to the agent, and the agent's script for another entry is
+    evidence that is not flagged (the customer disputed the bot's pick). The same kind of
+    script after an undisputed answer is flagged: a person decides."""
+
+    def script_after(question: str, conv: str, *, reject: bool) -> str:
+        answer = ask(answering, question, conv)
+        assert answer.decision is Action.ANSWER and answer.message_id is not None
+        if reject:
+            answering.feedback(answer.message_id, helpful=False)
+            answering.feedback(answer.message_id, helpful=False)  # no second gap
+        person = ask(answering, "I want to talk to a human", conv)
+        assert person.ticket_id is not None
+        [attempt] = answering.store.get_ticket(person.ticket_id).context["attempts"]
+        assert attempt["id"] == answer.message_id
+        assert attempt["helpful"] is (False if reject else None)
+        other = next(e for e in answering.kb.enabled if e.id != answer.entry_id)
+        answering.claim(person.ticket_id, "ann")
+        answering.reply(person.ticket_id, agent="ann", text=other.answer)
+        return str(answer.entry_id)
+
+    rejected = script_after("refund my order now", "c1", reject=True)
+    [gap] = answering.store.list_gaps()
+    assert (gap.question, gap.reason, gap.best_entry_id) == (
+        "refund my order now",
+        Reason.NOT_HELPFUL,
+        rejected,
+    )
+    assert gap.conversation_id == "c1"
+    script_after("where is my parcel", "c2", reject=False)
+    assert len(answering.store.list_gaps()) == 1  # an undisputed answer is no gap
+
+    found = {v.text: v for v in answering.store.learned_variants()}
+    assert found["refund my order now"].flag is None
+    assert found["where is my parcel"].flag is not None
+
+
+def test_a_helpful_vote_or_a_vote_on_a_pick_is_no_gap(
+    answering: AutoReply, clarifying: AutoReply
+) -> None:
+    good = ask(answering, "cancel the subscription I have", "c1")
+    assert good.message_id is not None
+    answering.feedback(good.message_id, helpful=True)
+    picked = pick(clarifying, "can I get my money returned", "refund", "c2")
+    assert picked.message_id is not None
+    clarifying.feedback(picked.message_id, helpful=False)  # its question is a digit
+    assert answering.store.list_gaps(reason=Reason.NOT_HELPFUL) == []

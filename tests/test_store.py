@@ -515,6 +515,15 @@ class StoreContract:
         assert len(store.list_gaps(limit=None)) == 4
         local = gaps[2].created_at.astimezone(timezone(timedelta(hours=8)))
         assert [g.question for g in store.list_gaps(since=local)] == ["q3", "q2"]
+        rejected = store.add_gap(
+            question="q4", normalized="q4", reason=Reason.NOT_HELPFUL, channel="web",
+            conversation_id="c1", user_id="u1", best_entry_id="reset",
+        )  # fmt: skip
+        assert store.list_gaps(reason=Reason.NOT_HELPFUL) == [rejected]
+        assert [g.question for g in store.list_gaps(reason=Reason.LOW_CONFIDENCE, limit=2)] == [
+            "q3",
+            "q2",
+        ]
 
     def test_feedback_only_on_bot_messages(self, store: Store) -> None:
         """Feedback needs a bot message; list_feedback filters by the answering entry."""
@@ -532,6 +541,10 @@ class StoreContract:
         assert [f.id for f in store.list_feedback()] == [bad.id, good.id]
         assert store.list_feedback(entry_id="reset") == [good]
         assert store.list_feedback(entry_id="nothing") == []
+        assert store.list_feedback(message_ids=[reset.id]) == [good]
+        assert store.list_feedback(message_ids=[reset.id, other.id]) == [bad, good]
+        assert store.list_feedback(message_ids=[]) == []
+        assert store.list_feedback(entry_id="reset", message_ids=[other.id]) == []
 
     def test_candidate_status_changes(self, store: Store) -> None:
         """Candidates are listed by status and can be accepted or dismissed."""

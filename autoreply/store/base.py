@@ -174,8 +174,11 @@ class ConversationStore(Protocol):
         """Feedback on a bot message (NotFoundError if the message is not a bot message)."""
         ...
 
-    def list_feedback(self, *, entry_id: str | None = None) -> list[Feedback]:
-        """Feedback, newest first; with ``entry_id``, only on answers from that entry."""
+    def list_feedback(
+        self, *, entry_id: str | None = None, message_ids: list[int] | None = None
+    ) -> list[Feedback]:
+        """Feedback, newest first; with ``entry_id``, only on answers from that entry; with
+        ``message_ids``, only on those messages."""
         ...
 
     def promote(
@@ -212,9 +215,10 @@ class GapStore(Protocol):
 
     def list_gaps(
         self, *, since: datetime | None = None, until: datetime | None = None,
-        limit: int | None = 100,
+        limit: int | None = 100, reason: Reason | None = None,
     ) -> list[Gap]:
-        """Gaps, newest first, created in ``[since, until)``; ``limit=None`` for all."""
+        """Gaps, newest first, created in ``[since, until)`` (with ``reason``: only those
+        logged for it); ``limit=None`` for all."""
         ...
 
     def unclustered_gaps(self, *, limit: int | None = None) -> list[Gap]:

@@ -303,12 +303,20 @@ class ConversationsSQL(SQLCore):
             values = dict(message_id=message_id, helpful=bool(helpful), comment=comment)
             return self._add(tx, "feedback", Feedback, values)
 
-    def list_feedback(self, *, entry_id: str | None = None) -> list[Feedback]:
-        sql = "SELECT f.* FROM feedback AS f"
+    def list_feedback(
+        self, *, entry_id: str | None = None, message_ids: list[int] | None = None
+    ) -> list[Feedback]:
+        sql = "SELECT f.* FROM feedback AS f JOIN messages AS m ON m.id = f.message_id"
+        where: list[str] = []
         params: list[Any] = []
         if entry_id is not None:
-            sql += " JOIN messages AS m ON m.id = f.message_id WHERE m.entry_id = ?"
+            where.append("m.entry_id = ?")
             params.append(entry_id)
+        if message_ids is not None:
+            where.append(f"f.message_id IN ({', '.join('?' * len(message_ids)) or 'NULL'})")
+            params.extend(message_ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self._tx() as tx:
             return records(Feedback, tx.all(f"{sql} ORDER BY f.created_at DESC, f.id DESC", params))
 

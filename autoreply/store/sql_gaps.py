@@ -59,6 +59,9 @@ class GapsSQL(SQLCore):
     @follows(GapStore.list_gaps)
     def list_gaps(self, given: Args) -> list[Gap]:
         clauses, params = self._window(given["since"], given["until"])
+        if given["reason"] is not None:
+            clauses.append("reason = ?")
+            params.append(Reason(given["reason"]).value)
         sql = f"SELECT * FROM gaps WHERE {where(clauses)} ORDER BY created_at DESC, id DESC"
         sql = _limited(sql, params, given["limit"])
         with self._tx() as tx:
