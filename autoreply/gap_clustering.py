@@ -87,6 +87,10 @@ class TopicConfig:
     """Gaps at least this similar are folded into one point before clustering."""
     max_batch: int = 4000
     """The window: the newest gaps clustered in each run (time and memory grow as n²)."""
+    isolate_from: int = 2000
+    """A window of at least this many gaps is clustered in a child process, so its peak
+    memory (Ward's n²/2 distances: 64 MB at 4,000 gaps) leaves with it instead of staying in
+    the service's heap; 0 never does."""
     sample: int = 200
     """Members per topic used for its representative question and keywords."""
     keywords: int = 5
@@ -157,12 +161,13 @@ class Found:
 
 def discover(
     vectors: np.ndarray,
-    faq: KnowledgeIndex | np.ndarray,
+    faq: KnowledgeIndex | FaqTexts | np.ndarray,
     config: TopicConfig,
     rejected: np.ndarray | None = None,
 ) -> list[Found]:
     """Groups worth a topic among ``vectors`` (unit rows), against the FAQ texts in ``faq`` (a
-    knowledge index, or a matrix of unit FAQ vectors in tests); the module doc has the rules.
+    knowledge index, its FaqTexts, or a matrix of unit FAQ vectors in tests); the module doc
+    has the rules.
     ``rejected`` holds, per row, the entry whose answer the customer voted not helpful for
     that question (-1 for none): that entry's texts are no rival for the row, and a group
     mostly rejecting one entry is never a near miss of it."""
@@ -309,8 +314,28 @@ REJECTED_DEPTH = 64
 """How many nearest FAQ texts are searched for one that is not of a rejected entry."""
 
 
+@dataclass(frozen=True)
+class FaqTexts:
+    """The FAQ's unit text vectors and each text's entry: what the clustering needs of a
+    knowledge index, as plain arrays another process can receive (a KnowledgeIndex holds a
+    faiss index and the encoder)."""
+
+    vectors: np.ndarray
+    entries: np.ndarray
+
+    @classmethod
+    def of(cls, index: KnowledgeIndex) -> FaqTexts:
+        return cls(index.index.vectors(), np.asarray(index.index.labels, dtype=np.int64))
+
+
+NEAREST_BLOCK = 256
+"""Rows compared with every FAQ text at once (a block's similarities: 256 × texts floats)."""
+
+
 def nearest(
-    faq: KnowledgeIndex | np.ndarray, vectors: np.ndarray, rejected: np.ndarray | None = None
+    faq: KnowledgeIndex | FaqTexts | np.ndarray,
+    vectors: np.ndarray,
+    rejected: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best cosine to an FAQ text, and that text's entry (for a plain matrix of
     FAQ vectors: the row). ``rejected`` (an entry per row, -1 for none) leaves out the entry
@@ -319,11 +344,18 @@ def nearest(
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
     if isinstance(faq, np.ndarray):
-        sims = vectors @ faq.T
-        if rejected is not None:
-            rows = np.flatnonzero(rejected >= 0)
-            sims[rows, rejected[rows]] = -np.inf
-        return sims.max(axis=1), sims.argmax(axis=1)
+        faq = FaqTexts(faq, np.arange(len(faq), dtype=np.int64))
+    if isinstance(faq, FaqTexts):
+        best = np.empty(len(vectors), dtype=np.float32)
+        entry = np.empty(len(vectors), dtype=np.int64)
+        for lo in range(0, len(vectors), NEAREST_BLOCK):
+            sims = vectors[lo : lo + NEAREST_BLOCK] @ faq.vectors.T
+            if rejected is not None:
+                sims[faq.entries[None, :] == rejected[lo : lo + NEAREST_BLOCK, None]] = -np.inf
+            top = sims.argmax(axis=1)
+            best[lo : lo + len(sims)] = sims[np.arange(len(sims)), top]
+            entry[lo : lo + len(sims)] = faq.entries[top]
+        return best, entry
     if rejected is None or not (rejected >= 0).any():
         hits = faq.index.search(vectors, k=1)
         return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]

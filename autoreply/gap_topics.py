@@ -24,6 +24,7 @@ from a topic.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import numpy as np
 
 from autoreply.errors import ConfigError
 from autoreply.gap_clustering import (
+    FaqTexts,
     Found,
     TopicConfig,
     ctfidf_keywords,
@@ -43,6 +45,7 @@ from autoreply.gap_clustering import (
     to_blob,
     unit,
 )
+from autoreply.gap_worker import discover_in_child
 from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Reason
 from autoreply.redact import redact
@@ -53,6 +56,8 @@ from autoreply.store import (
     TopicKind,
     TopicStatus,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,7 +105,7 @@ def update_topics(
     window = sorted(rows.values(), key=lambda r: r.gap_id)[-cfg.max_batch :]
     matrix = np.stack([from_blob(r.vector) for r in window]) if window else vectors[:0]
     rejected = _rejected(store, index, window, cfg)
-    found = discover(matrix, index, cfg, rejected)  # every run: the FAQ may have grown
+    found = _discover(matrix, index, cfg, rejected)  # every run: the FAQ may have grown
     near, _ = nearest(index, matrix, rejected)
     ids = _carry_ids(found, window, topics)
     saved: dict[int, GapAssignment] = {}
@@ -178,6 +183,22 @@ def _row(
     return GapAssignment(
         gap_id=gap_id, topic_id=topic_id, similarity=sim, encoder=encoder, vector=to_blob(vector)
     )
+
+
+def _discover(
+    matrix: np.ndarray, index: KnowledgeIndex, cfg: TopicConfig, rejected: np.ndarray
+) -> list[Found]:
+    """discover(), in a child process from ``cfg.isolate_from`` gaps on: the clustering's
+    temporaries peak at tens of MB, and glibc and Python keep part of every peak in the
+    service's heap (bench/README.md, soak), so a replica would grow in steps with each run.
+    If the child fails, the clustering runs here (and the failure is logged)."""
+    if not 0 < cfg.isolate_from <= len(matrix):
+        return discover(matrix, index, cfg, rejected)
+    try:
+        return discover_in_child(matrix, FaqTexts.of(index), cfg, rejected)
+    except (OSError, RuntimeError) as exc:
+        log.warning("gap clustering in a child process failed; clustering here", exc_info=exc)
+        return discover(matrix, index, cfg, rejected)
 
 
 def _rejected(

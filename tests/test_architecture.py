@@ -69,6 +69,8 @@ ALLOWED: dict[str, set[str]] = {
     "ranking_metrics": set(),
     "eval_report": {"errors", "ranking_metrics"},
     "gap_clustering": {"errors", "knowledge_index", "models", "ranking_metrics", "text"},
+    # gap_clustering.discover() in a process of its own (python -m autoreply.gap_worker)
+    "gap_worker": {"gap_clustering"},
     "eval_questions": {"errors", "knowledge", "models"},
     "evaluation": {
         "encoder",
@@ -87,7 +89,15 @@ ALLOWED: dict[str, set[str]] = {
         "vector_index",
     },
     # -- library over the store: gap topics and their suggestions, the weekly report ----------
-    "gap_topics": {"errors", "gap_clustering", "knowledge_index", "models", "redact", "store"},
+    "gap_topics": {
+        "errors",
+        "gap_clustering",
+        "gap_worker",
+        "knowledge_index",
+        "models",
+        "redact",
+        "store",
+    },
     "gap_suggestions": {"errors", "knowledge", "models", "redact", "store", "text"},
     "weekly_data": {
         "errors",

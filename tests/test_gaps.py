@@ -16,6 +16,7 @@ from autoreply.cli.gaps import register
 from autoreply.errors import ConfigError, ConflictError, KnowledgeError
 from autoreply.faqchange import Journal, apply, draft_for_topic
 from autoreply.gap_clustering import (
+    FaqTexts,
     TopicConfig,
     ctfidf_keywords,
     discover,
@@ -133,6 +134,8 @@ def test_nearest_leaves_out_the_rejected_entry(bot: AutoReply) -> None:
     _, left = nearest(faq, vectors, np.array([plain_row[0], -1]))
     assert left[0] != plain_row[0] and left[1] == plain_row[1]
     assert np.allclose(plain_score, score, atol=1e-5)
+    texts_score, texts_entry = nearest(FaqTexts.of(index), vectors, rejected)
+    assert np.array_equal(texts_entry, entry2) and np.allclose(texts_score, score2, atol=1e-5)
 
 
 def test_small_clusters_wait_and_duplicates_fold() -> None:
@@ -223,6 +226,43 @@ def test_gap_log_clusters_into_its_topics(bot: AutoReply) -> None:
     for t in topics:
         assert t.representative and t.keywords and t.category and t.size >= 3
         assert t.first_seen <= t.last_seen
+
+
+def test_a_large_window_is_clustered_in_a_child_process_with_the_same_topics(
+    bot: AutoReply,
+) -> None:
+    """From ``isolate_from`` gaps on, discover() runs in a child process (its peak memory
+    leaves with it): the same topics, members and kinds as in the service's process, with and
+    without rejected answers; if the child fails, the clustering runs in this process."""
+    from autoreply import gap_topics
+
+    ask(bot, ROCKET + WEATHER + HUOJIAN)
+    update_topics(bot.store, bot.engine.index)
+    here = {t.id: (t.kind, t.size) for t in bot.store.gap_topics()}
+    members = sorted((g.id, g.topic_id) for g in bot.store.topic_gaps())
+    update_topics(bot.store, bot.engine.index, config=TopicConfig(isolate_from=1), rebuild=True)
+    assert {t.id: (t.kind, t.size) for t in bot.store.gap_topics()} == here
+    assert sorted((g.id, g.topic_id) for g in bot.store.topic_gaps()) == members
+
+    index = bot.engine.index
+    matrix = unit(index.encode_queries(ROCKET + WEATHER))
+    rejected = np.full(len(matrix), -1)
+    rejected[:2] = 0
+    calls: list[int] = []
+    plain = gap_topics.discover
+    with pytest.MonkeyPatch.context() as patch:  # count the in-process calls
+        patch.setattr(gap_topics, "discover", lambda *a: calls.append(1) or plain(*a))
+        apart = gap_topics._discover(matrix, index, TopicConfig(isolate_from=2), rejected)
+        inside = gap_topics._discover(matrix, index, TopicConfig(isolate_from=0), rejected)
+    assert calls == [1]  # the isolated run did not call discover() in this process
+    assert apart == inside and apart
+
+    def broken(*args: object) -> list[object]:
+        raise RuntimeError("gap clustering child failed (1): MemoryError")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gap_topics, "discover_in_child", broken)
+        assert gap_topics._discover(matrix, index, TopicConfig(isolate_from=2), rejected) == apart
 
 
 def test_topic_ids_are_stable(bot: AutoReply) -> None:
