@@ -4,12 +4,16 @@ A shared-format set with ``gap_topic`` (clinc150_gap by default, 15 intents held
 FAQ) is replayed through ``AutoReply`` (a temporary SQLite store, a copy of the set's FAQ in a
 temporary knowledge folder, the bundled e5 encoder, default settings, business hours always
 open). Its test questions (every gap-topic question plus seeded samples of in-scope and
-out-of-scope ones, shuffled with seed 42) are split into four weeks, one conversation each.
+out-of-scope ones, shuffled with ``--seed``, 42 by default) are split into four weeks, one
+conversation each.
 
 Within a week, simulated people behave as real ones would:
 
 - a customer offered "did you mean" picks the right option when it is listed (``picked``
   evidence); when it is not, they ask for a person;
+- a customer given a wrong answer (another entry's, or any answer to an out-of-scope
+  question) votes it not helpful (the service logs the question as a gap) and asks for a
+  person; it still counts as ``answered_wrong``;
 - an agent answers every escalated question: an in-scope one (or one of a held-out intent the
   FAQ has an entry for by now) with the right entry's answer as a standard script
   (``agent_script`` evidence), a held-out one without an entry with that intent's answer
@@ -92,8 +96,10 @@ class Truth:
         return self.entry_for.get(q.gap_topic) if q.gap_topic else None
 
 
-def sample(questions: list[LabelledQuestion], in_scope: int, oos: int) -> list[LabelledQuestion]:
-    rng = random.Random(SEED)
+def sample(
+    questions: list[LabelledQuestion], in_scope: int, oos: int, seed: int = SEED
+) -> list[LabelledQuestion]:
+    rng = random.Random(seed)
     gap = [q for q in questions if q.gap_topic]
     inside = [q for q in questions if q.in_scope]
     outside = [q for q in questions if not q.in_scope and not q.gap_topic]
@@ -115,6 +121,7 @@ def live_week(
     gaps = 0
     top1 = [0, 0]
     held: dict[str, list[bool]] = defaultdict(list)
+    held_how: dict[str, Counter[str]] = defaultdict(Counter)
     answerable = sorted(truth.entry_for)
     conversations: dict[str, LabelledQuestion] = {}
     batch = 16
@@ -137,6 +144,8 @@ def live_week(
             ticket = reply.ticket_id
             if reply.decision is Action.ANSWER:
                 kind = "answered_right" if right and reply.entry_id == right else "answered_wrong"
+                if kind == "answered_wrong" and reply.message_id is not None:
+                    ticket = rejects(bot, conv, reply.message_id, language)
             elif reply.decision is Action.CLARIFY:
                 offered = [c.entry_id for c in reply.candidates]
                 if right in offered:
@@ -166,6 +175,14 @@ def live_week(
             outcome[kind] += 1
             if q.gap_topic:
                 held[q.gap_topic].append(kind == "answered_right")
+                how = f"{kind}:{reply.entry_id}" if kind == "answered_wrong" else kind
+                if kind == "escalated" and right is not None:
+                    top = reply.candidates[0] if reply.candidates else None
+                    where = "right_top" if top and top.entry_id == right else "other_top"
+                    how = (
+                        f"escalated:{reply.reason.value}:{where}:{top.confidence if top else 0:.2f}"
+                    )
+                held_how[q.gap_topic][how] += 1
             if ticket is not None:
                 agent_answers(bot, ticket, q, right)
     n = len(questions)
@@ -181,8 +198,19 @@ def live_week(
         "held_out_answerable": len(answerable),
         "held_out_right_80": len(right_often),
         "held_out_right_share": {t: round(sum(r) / len(r), 3) for t, r in sorted(held.items())},
+        "held_out_outcomes": {t: dict(c.most_common()) for t, c in sorted(held_how.items())},
         "_conversations": conversations,
     }
+
+
+def rejects(bot: AutoReply, conv: str, message_id: int, language: str) -> int | None:
+    """A customer given another question's answer says so: a not-helpful vote (which logs
+    the question as a gap), then a request for a person."""
+    bot.feedback(message_id, helpful=False)
+    asked = bot.handle(
+        Message(text=HUMAN[language], user_id=f"u-{conv}", conversation_id=conv, channel="web")
+    )
+    return asked.ticket_id
 
 
 def agent_answers(bot: AutoReply, ticket: int, q: LabelledQuestion, right: str | None) -> None:
@@ -258,6 +286,7 @@ def team_reviews(
         kb = load_knowledge(knowledge)
         if topic.kind is TopicKind.NEW:
             truth.entry_for[majority] = draft.entry.id
+        label = {q.question: q.gap_topic or q.expected_id for q in labels}
         accepted_entries.append(
             {
                 "topic": topic.id,
@@ -266,6 +295,8 @@ def team_reviews(
                 "intent": majority,
                 "purity": round(share, 3),
                 "variants": len(chosen),
+                "variants_right": sum(label.get(v) == majority for v in chosen),
+                "variants_offered": len(suggestion.variants),
             }
         )
     waiting = learning.pending(bot.store)
@@ -301,9 +332,16 @@ def team_reviews(
 
 
 def run(
-    set_dir: Path, *, in_scope: int, oos: int, purity: float, min_count: int, limit: int | None
+    set_dir: Path,
+    *,
+    in_scope: int,
+    oos: int,
+    purity: float,
+    min_count: int,
+    limit: int | None,
+    seed: int = SEED,
 ) -> dict:
-    questions = sample(load_questions(set_dir / "test.jsonl"), in_scope, oos)[:limit]
+    questions = sample(load_questions(set_dir / "test.jsonl"), in_scope, oos, seed)[:limit]
     bounds = [len(questions) * i // WEEKS for i in range(WEEKS + 1)]
     weeks = [questions[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     truth = Truth()
@@ -355,7 +393,7 @@ def run(
         "set": set_dir.name,
         "date": datetime.now(UTC).date().isoformat(),
         "encoder": encoder,
-        "sample": dict(kinds) | {"seed": SEED},
+        "sample": dict(kinds) | {"seed": seed},
         "held_out": held_out,
         "purity": purity,
         "min_count": min_count,
@@ -389,6 +427,9 @@ def main() -> None:
     parser.add_argument("--oos", type=int, default=250)
     parser.add_argument("--purity", type=float, default=0.7)
     parser.add_argument("--min-count", type=int, default=1)
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help="sampling and week order (default %(default)s)"
+    )
     parser.add_argument("--limit", type=int, help="replay only this many (a smoke test)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "learning.json")
     args = parser.parse_args()
@@ -404,6 +445,7 @@ def main() -> None:
             purity=args.purity,
             min_count=args.min_count,
             limit=args.limit,
+            seed=args.seed,
         )
         first = by_set.get("clinc150_gap") or next(iter(by_set.values()))
         out = {"weeks": first["weeks"], "sets": list(by_set.values())}
