@@ -9,6 +9,7 @@ the parent's ``__main__``, which would re-run a user's unguarded script.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -24,11 +25,15 @@ def discover_in_child(
     """discover() in a fresh ``python -m autoreply.gap_worker``; its errors come back as a
     RuntimeError carrying the child's last lines of stderr."""
     payload = pickle.dumps((vectors, faq, config, rejected), protocol=pickle.HIGHEST_PROTOCOL)
+    # The caller's import path, so the child finds the same autoreply however it was found
+    # (an installed package, a checkout on sys.path, PYTHONPATH).
+    path = os.pathsep.join(p for p in sys.path if p)
     done = subprocess.run(
         [sys.executable, "-m", "autoreply.gap_worker"],
         input=payload,
         capture_output=True,
         check=False,
+        env={**os.environ, "PYTHONPATH": path},
     )
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]

@@ -3,9 +3,7 @@
 Two signals are combined:
 - an entry classifier (logistic regression over the encoder's vectors of every question and
   variant, fitted when the index is built; the kind of light head dual-encoder intent
-  detectors use), giving P(entry | query). Classes are balanced: every entry weighs the same
-  however many texts it has, so an entry just added with a few variants (an accepted gap
-  topic) is not out-voted by its neighbours' twenty (bench/README.md, learning loop);
+  detectors use), giving P(entry | query);
 - nearest-text similarity (an entry's best question or variant).
 
 Without a classifier (entries without variants), entries are ranked by nearest-text
@@ -32,7 +30,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 5
+SCORER_VERSION = 4
 HEAD_MAX_ENTRIES = 5000
 """Above this many entries the classifier head is skipped (fit time); nearest text only."""
 HEAD_MIN_TEXTS_PER_ENTRY = 2.0
@@ -77,7 +75,7 @@ class Head:
             return cls(coef, intercept)
         mean = vectors.mean(axis=0)
         scale = vectors.std(axis=0) + 1e-6
-        model = LogisticRegression(C=c, max_iter=1000, class_weight="balanced")
+        model = LogisticRegression(C=c, max_iter=1000)
         with warnings.catch_warnings():
             # One class per entry: an FAQ whose entries have few variants always has more
             # classes than half its texts, which sklearn mistakes for a regression problem.

@@ -164,22 +164,3 @@ def test_the_index_ranks_as_the_scorer_does_over_every_text(
         assert top.similarity == pytest.approx(float(cosines[q, proba[q].argmax()]), abs=1e-5)
         assert top.confidence == pytest.approx(float(confidence[q]), abs=1e-5)
         assert top.probability == pytest.approx(float(proba[q].max()), abs=1e-5)
-
-
-def test_an_entry_with_few_variants_is_not_out_voted_by_one_with_many() -> None:
-    """The head weighs every entry the same however many texts it has: a question at the
-    centre of a 3-text entry is that entry's, not its 30-text neighbours' (without the
-    balance the big entry takes it: 0.47 against 0.22 here)."""
-    from autoreply.scoring import Head
-
-    rng = np.random.default_rng(3)
-    dim = 16
-    centres = np.eye(dim)[:3] * 3
-    sizes = [3, 30, 30]
-    vectors = np.vstack(
-        [c + rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)]
-    )
-    labels = np.repeat(np.arange(3), sizes)
-    head = Head.fit(vectors.astype(np.float32), labels, 3, c=0.3)
-    proba = head.proba(centres[:1].astype(np.float32))[0]
-    assert proba.argmax() == 0 and proba[0] > 0.4

@@ -253,7 +253,8 @@ def post_feedback(
 ) -> Feedback:
     """``message_id`` is the ``message_id`` of the bot's ``Reply``. Needs the same
     credential as reading its conversation (``X-Conversation-Token`` or an agent's bearer
-    token), or a signed request: votes teach the FAQ, so nobody votes on others' answers."""
+    token), or a signed request: votes teach the FAQ, so nobody votes on others' answers. The
+    first vote on an answer counts: a not-helpful one logs its question as an FAQ gap."""
     if credentials is None and not token and not signed:
         raise Unauthorized(
             f"feedback needs the conversation's {TOKEN_HEADER} or an agent's bearer token"
