@@ -173,6 +173,7 @@ def discover(
     mostly rejecting one entry is never a near miss of it."""
     if len(vectors) == 0:
         return []
+    faq = faq_texts(faq, rejected)  # once, not per topic
     near, entries = nearest(faq, vectors, rejected)
     leader = fold_duplicates(vectors, similarity=config.duplicate_similarity)
     heads = np.unique(leader)
@@ -310,10 +311,6 @@ def split(vectors: np.ndarray, rows: np.ndarray, config: TopicConfig) -> list[np
     return [rows]
 
 
-REJECTED_DEPTH = 64
-"""How many nearest FAQ texts are searched for one that is not of a rejected entry."""
-
-
 @dataclass(frozen=True)
 class FaqTexts:
     """The FAQ's unit text vectors and each text's entry: what the clustering needs of a
@@ -326,6 +323,20 @@ class FaqTexts:
     @classmethod
     def of(cls, index: KnowledgeIndex) -> FaqTexts:
         return cls(index.index.vectors(), np.asarray(index.index.labels, dtype=np.int64))
+
+
+def faq_texts(
+    faq: KnowledgeIndex | FaqTexts | np.ndarray, rejected: np.ndarray | None
+) -> KnowledgeIndex | FaqTexts:
+    """``faq`` as nearest() searches it: a plain matrix as FaqTexts (each row its own entry),
+    and a knowledge index as FaqTexts too when some row has a rejected entry (every text is
+    compared, so leaving an entry out never depends on how many texts it has; the index's
+    k-nearest search is kept for the common case)."""
+    if isinstance(faq, np.ndarray):
+        return FaqTexts(faq, np.arange(len(faq), dtype=np.int64))
+    if isinstance(faq, FaqTexts) or rejected is None or not (rejected >= 0).any():
+        return faq
+    return FaqTexts.of(faq)
 
 
 NEAREST_BLOCK = 256
@@ -343,8 +354,7 @@ def nearest(
     vectors = np.atleast_2d(vectors).astype(np.float32)
     if len(vectors) == 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-    if isinstance(faq, np.ndarray):
-        faq = FaqTexts(faq, np.arange(len(faq), dtype=np.int64))
+    faq = faq_texts(faq, rejected)
     if isinstance(faq, FaqTexts):
         best = np.empty(len(vectors), dtype=np.float32)
         entry = np.empty(len(vectors), dtype=np.int64)
@@ -356,15 +366,8 @@ def nearest(
             best[lo : lo + len(sims)] = sims[np.arange(len(sims)), top]
             entry[lo : lo + len(sims)] = faq.entries[top]
         return best, entry
-    if rejected is None or not (rejected >= 0).any():
-        hits = faq.index.search(vectors, k=1)
-        return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]
-    hits = faq.index.search(vectors, k=REJECTED_DEPTH)
-    allowed = hits.labels != rejected[:, None]
-    first = allowed.argmax(axis=1)  # every text of the depth rejected: the last one searched
-    first[~allowed.any(axis=1)] = hits.labels.shape[1] - 1
-    pick = np.arange(len(vectors))
-    return hits.scores[pick, first].astype(np.float32), hits.labels[pick, first]
+    hits = faq.index.search(vectors, k=1)
+    return hits.scores[:, 0].astype(np.float32), hits.labels[:, 0]
 
 
 def medoid(vectors: np.ndarray) -> int:

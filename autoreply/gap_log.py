@@ -30,9 +30,9 @@ def log_unanswered(store: Store, msg: Message, decision: Decision) -> int:
 def log_rejected(
     store: Store, kb: KnowledgeBase, answer: StoredMessage, question: StoredMessage
 ) -> int | None:
-    """Log ``question`` as ``not_helpful``, the rejected entry as its best match; None for a
-    bot message that is no answer, or a pick's (its question is the option's number)."""
-    if answer.action is not Action.ANSWER or answer.reason is Reason.CLARIFY_PICKED:
+    """Log ``question`` as ``not_helpful``, the rejected entry as its best match; None for any
+    bot message but a confident answer (a pick's or a rating's question is a number)."""
+    if answer.action is not Action.ANSWER or answer.reason is not Reason.CONFIDENT:
         return None
     entry = kb.get(answer.entry_id) if answer.entry_id and answer.entry_id in kb else None
     gap = store.add_gap(

@@ -39,13 +39,14 @@ from autoreply.gap_clustering import (
     TopicConfig,
     ctfidf_keywords,
     discover,
+    faq_texts,
     from_blob,
     medoid,
     nearest,
     to_blob,
     unit,
 )
-from autoreply.gap_worker import discover_in_child
+from autoreply.gap_worker import ChildFailed, ChildKilled, discover_in_child
 from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Reason
 from autoreply.redact import redact
@@ -105,8 +106,9 @@ def update_topics(
     window = sorted(rows.values(), key=lambda r: r.gap_id)[-cfg.max_batch :]
     matrix = np.stack([from_blob(r.vector) for r in window]) if window else vectors[:0]
     rejected = _rejected(store, index, window, cfg)
-    found = _discover(matrix, index, cfg, rejected)  # every run: the FAQ may have grown
-    near, _ = nearest(index, matrix, rejected)
+    faq = faq_texts(index, rejected)
+    found = _discover(matrix, faq, cfg, rejected)  # every run: the FAQ may have grown
+    near, _ = nearest(faq, matrix, rejected)
     ids = _carry_ids(found, window, topics)
     saved: dict[int, GapAssignment] = {}
     created: list[GapTopic] = []
@@ -186,19 +188,22 @@ def _row(
 
 
 def _discover(
-    matrix: np.ndarray, index: KnowledgeIndex, cfg: TopicConfig, rejected: np.ndarray
+    matrix: np.ndarray, faq: KnowledgeIndex | FaqTexts, cfg: TopicConfig, rejected: np.ndarray
 ) -> list[Found]:
     """discover(), in a child process from ``cfg.isolate_from`` gaps on: the clustering's
     temporaries peak at tens of MB, and glibc and Python keep part of every peak in the
     service's heap (bench/README.md, soak), so a replica would grow in steps with each run.
     If the child fails, the clustering runs here (and the failure is logged)."""
     if not 0 < cfg.isolate_from <= len(matrix):
-        return discover(matrix, index, cfg, rejected)
+        return discover(matrix, faq, cfg, rejected)
+    texts = faq if isinstance(faq, FaqTexts) else FaqTexts.of(faq)
     try:
-        return discover_in_child(matrix, FaqTexts.of(index), cfg, rejected)
-    except (OSError, RuntimeError) as exc:
+        return discover_in_child(matrix, texts, cfg, rejected)
+    except ChildKilled:
+        raise  # out of memory, most likely: the same peak here would take the service down
+    except ChildFailed as exc:
         log.warning("gap clustering in a child process failed; clustering here", exc_info=exc)
-        return discover(matrix, index, cfg, rejected)
+        return discover(matrix, faq, cfg, rejected)
 
 
 def _rejected(

@@ -398,13 +398,13 @@ class AutoReply:
         not-helpful vote on an answer logs its question as an FAQ gap (``not_helpful``, once
         per answer): the bot answered it, but not what was asked."""
         with self.store.atomic():
-            earlier = self.store.list_feedback(message_ids=[message_id])
             vote = self.store.add_feedback(message_id, helpful=helpful, comment=comment)
+            first = len(self.store.list_feedback(message_ids=[message_id])) == 1
             answer = self.store.get_message(message_id)
             question = None
             if answer.reply_to is not None:
                 question = self.store.get_message(answer.reply_to)
-            if not helpful and question is not None and not earlier:
+            if not helpful and question is not None and first:
                 log_rejected(self.store, self.kb, answer, question)
             learned = self._learn(learning.from_feedback(answer, question, helpful=helpful))
         self._auto_accept(learned)

@@ -27,6 +27,7 @@ from autoreply.gap_clustering import (
 )
 from autoreply.gap_suggestions import suggest, suggestions
 from autoreply.gap_topics import update_topics
+from autoreply.gap_worker import ChildKilled
 from autoreply.knowledge import load_knowledge, parse_entries
 from autoreply.models import Message
 from autoreply.service import AutoReply
@@ -257,12 +258,24 @@ def test_a_large_window_is_clustered_in_a_child_process_with_the_same_topics(
     assert calls == [1]  # the isolated run did not call discover() in this process
     assert apart == inside and apart
 
-    def broken(*args: object) -> list[object]:
-        raise RuntimeError("gap clustering child failed (1): MemoryError")
+    def run_child(returncode: int, stdout: bytes, stderr: bytes = b"") -> None:
+        import subprocess
+
+        from autoreply import gap_worker
+
+        done = subprocess.CompletedProcess([], returncode, stdout=stdout, stderr=stderr)
+        patch.setattr(gap_worker.subprocess, "run", lambda *a, **k: done)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gap_topics, "discover_in_child", broken)
+        # unreadable output, or a failure: clustered here instead, the same topics
+        run_child(0, b"not a pickle")
         assert gap_topics._discover(matrix, index, TopicConfig(isolate_from=2), rejected) == apart
+        run_child(1, b"", b"Traceback ...\nValueError: bad input")
+        assert gap_topics._discover(matrix, index, TopicConfig(isolate_from=2), rejected) == apart
+        # killed (the kernel's out-of-memory killer): not retried here, where it would hurt
+        run_child(-9, b"")
+        with pytest.raises(ChildKilled, match="killed"):
+            gap_topics._discover(matrix, index, TopicConfig(isolate_from=2), rejected)
 
 
 def test_topic_ids_are_stable(bot: AutoReply) -> None:

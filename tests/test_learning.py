@@ -284,4 +284,5 @@ def test_a_helpful_vote_or_a_vote_on_a_pick_is_no_gap(
     picked = pick(clarifying, "can I get my money returned", "refund", "c2")
     assert picked.message_id is not None
     clarifying.feedback(picked.message_id, helpful=False)  # its question is a digit
+    assert clarifying.store.list_gaps(reason=Reason.NOT_HELPFUL) == []
     assert answering.store.list_gaps(reason=Reason.NOT_HELPFUL) == []

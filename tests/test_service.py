@@ -159,6 +159,9 @@ def test_resolving_asks_for_a_rating_and_a_digit_answers_it(bot: AutoReply) -> N
     again = bot.handle("5", user_id="rater")
     assert again.reason is not Reason.RATED
     assert bot.store.ratings_of([asked.ticket_id])[asked.ticket_id].rating == 4
+    assert rated.message_id is not None  # a vote on the thanks: its "question" is a digit
+    bot.feedback(rated.message_id, helpful=False)
+    assert bot.store.list_gaps(reason=Reason.NOT_HELPFUL) == []
 
 
 def test_a_question_after_the_rating_request_is_handled_as_usual(bot: AutoReply) -> None:

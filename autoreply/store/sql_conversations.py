@@ -293,13 +293,16 @@ class ConversationsSQL(SQLCore):
         self, message_id: int, *, helpful: bool, comment: str | None = None
     ) -> Feedback:
         with self._tx(write=True) as tx:
-            found = tx.one("SELECT role FROM messages WHERE id = ?", (message_id,))
+            found = tx.one("SELECT role, conversation_id FROM messages WHERE id = ?", (message_id,))
             if found is None or found["role"] != Role.BOT.value:
                 what = "no message" if found is None else f"a {found['role']} message"
                 raise NotFoundError(
                     f"no bot message {message_id} ({what}); feedback goes on the bot's "
                     "replies (Reply.message_id)"
                 )
+            # Votes on one conversation one at a time: the first vote on an answer is the one
+            # that counts (a not-helpful one logs a gap), also when two arrive at once.
+            self.db.lock_conversation(tx, str(found["conversation_id"]))
             values = dict(message_id=message_id, helpful=bool(helpful), comment=comment)
             return self._add(tx, "feedback", Feedback, values)
 
