@@ -286,3 +286,34 @@ def test_a_helpful_vote_or_a_vote_on_a_pick_is_no_gap(
     clarifying.feedback(picked.message_id, helpful=False)  # its question is a digit
     assert clarifying.store.list_gaps(reason=Reason.NOT_HELPFUL) == []
     assert answering.store.list_gaps(reason=Reason.NOT_HELPFUL) == []
+
+
+@pytest.mark.postgres
+def test_concurrent_not_helpful_votes_on_one_answer_log_one_gap(
+    settings: Settings, hashing: Encoder, pg_url: str
+) -> None:
+    """Four replicas get a not-helpful vote on the same answer at once (a double click, a
+    retry landing elsewhere): the first vote counts, so one gap, four votes."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = EngineConfig(answer_threshold=0.0, clarify_threshold=0.0, runner_up_ratio=1.0)
+    shared = settings.with_overrides(db=pg_url, engine=engine)
+    bots = [AutoReply.from_settings(shared, encoder=hashing) for _ in range(4)]
+    try:
+        answer = ask(bots[0], "refund my order now", "c1")
+        assert answer.decision is Action.ANSWER and answer.message_id is not None
+        message_id = answer.message_id
+        barrier = threading.Barrier(len(bots))
+
+        def vote(bot: AutoReply) -> None:
+            barrier.wait()
+            bot.feedback(message_id, helpful=False)
+
+        with ThreadPoolExecutor(len(bots)) as pool:
+            list(pool.map(vote, bots))
+        assert len(bots[0].store.list_feedback(message_ids=[message_id])) == 4
+        assert len(bots[0].store.list_gaps(reason=Reason.NOT_HELPFUL)) == 1
+    finally:
+        for bot in bots:
+            bot.close()
