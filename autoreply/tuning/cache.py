@@ -9,11 +9,10 @@ falls back to the bundled model and logs that ``autoreply tune`` should run agai
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
-from autoreply.encoder import E5Encoder, Encoder, get_encoder
+from autoreply.encoder import E5Encoder, Encoder, file_digest, get_encoder
 from autoreply.knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -35,11 +34,7 @@ def file_checksum(path: Path) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _CHECKSUMS:
-        h = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                h.update(chunk)
-        _CHECKSUMS[key] = h.hexdigest()
+        _CHECKSUMS[key] = file_digest(path)
     return _CHECKSUMS[key]
 
 
