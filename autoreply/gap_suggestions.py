@@ -57,12 +57,13 @@ def suggest(store: Store, topic: GapTopic, *, kb: KnowledgeBase | None = None) -
     entry does not have yet, as variants for that entry."""
     gaps = store.topic_gaps(topic_id=topic.id)
     question = redact(topic.representative)
-    texts = Counter(redact(g.question) for g in gaps)
+    redacted = {g.id: redact(g.question) for g in gaps}
+    texts = Counter(redacted.values())
     closeness: dict[str, float] = {}
     similarity = {a.gap_id: a.similarity for a in store.gap_assignments(topic_ids=[topic.id])}
     for g in gaps:
         sim = similarity.get(g.id)
-        text = redact(g.question)
+        text = redacted[g.id]
         closeness[text] = max(closeness.get(text, -1.0), -1.0 if sim is None else sim)
     entry = kb.get(topic.entry_id) if kb and topic.entry_id and topic.entry_id in kb else None
     have = {normalize(t) for t in (entry.texts if entry else (question,))}

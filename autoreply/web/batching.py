@@ -88,14 +88,14 @@ async def in_own_thread(work: Callable[[], T], *, name: str = "autoreply-work") 
             future.set_result(result)  # type: ignore[arg-type]
 
     def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
         try:
             result = work()
         except BaseException as exc:
-            memory.release_free_memory()
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            memory.release_free_memory()
-            loop.call_soon_threadsafe(settle, result, None)
+            error = exc
+        memory.release_free_memory()
+        loop.call_soon_threadsafe(settle, result, error)
 
     Thread(target=run, name=name, daemon=True).start()
     return await future
