@@ -3,7 +3,9 @@
 Two signals are combined:
 - an entry classifier (logistic regression over the encoder's vectors of every question and
   variant, fitted when the index is built; the kind of light head dual-encoder intent
-  detectors use), giving P(entry | query);
+  detectors use), giving P(entry | query); an entry with fewer texts than the median entry
+  weighs as much as a median one (``lift_weights``), so a new entry is not drowned out by
+  older, longer ones;
 - nearest-text similarity (an entry's best question or variant).
 
 Without a classifier (entries without variants), entries are ranked by nearest-text
@@ -30,7 +32,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 4
+SCORER_VERSION = 5
 HEAD_MAX_ENTRIES = 5000
 """Above this many entries the classifier head is skipped (fit time); nearest text only."""
 HEAD_MIN_TEXTS_PER_ENTRY = 2.0
@@ -80,7 +82,7 @@ class Head:
             # One class per entry: an FAQ whose entries have few variants always has more
             # classes than half its texts, which sklearn mistakes for a regression problem.
             warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
-            model.fit((vectors - mean) / scale, labels)
+            model.fit((vectors - mean) / scale, labels, sample_weight=lift_weights(labels))
         weights = model.coef_ / scale
         biases = model.intercept_ - weights @ mean
         if len(present) == 2:  # sklearn keeps one row for two classes
@@ -94,6 +96,21 @@ class Head:
 
     def proba(self, queries: np.ndarray) -> np.ndarray:
         return _softmax(queries @ self.coef.T + self.intercept)
+
+
+def lift_weights(labels: np.ndarray) -> np.ndarray:
+    """Training weight of each text: an entry with fewer texts than the knowledge base's
+    median entry weighs as much as a median one.
+
+    How many phrasings an entry has says how long it has been written, not how often it is
+    asked. Unweighted, a regularized head gives an entry with 5 texts a far smaller share of
+    probability than one with 20, so a new entry (an accepted gap topic) is answered at a
+    confidence of 0.02–0.3 even when it is the right one. Entries at or above the median keep
+    weight 1, so a knowledge base whose entries are all about the same size is unchanged.
+    """
+    counts = np.bincount(labels).astype(np.float64)
+    typical = float(np.median(counts[counts > 0]))
+    return np.asarray(np.maximum(1.0, typical / counts[labels]))
 
 
 def features(proba: np.ndarray, sims: np.ndarray, entry: np.ndarray) -> np.ndarray:
