@@ -105,12 +105,15 @@ def lift_weights(labels: np.ndarray) -> np.ndarray:
     How many phrasings an entry has says how long it has been written, not how often it is
     asked. Unweighted, a regularized head gives an entry with 5 texts a far smaller share of
     probability than one with 20, so a new entry (an accepted gap topic) is answered at a
-    confidence of 0.02–0.3 even when it is the right one. Entries at or above the median keep
-    weight 1, so a knowledge base whose entries are all about the same size is unchanged.
+    confidence of 0.02-0.3 even when it is the right one. The weights are then scaled to sum
+    to the number of texts, so the regularization keeps its strength relative to the data
+    (entries at or above the median weigh a little under 1). A knowledge base whose entries
+    all have at least the median number of texts (all the same size, say) is unchanged.
     """
     counts = np.bincount(labels).astype(np.float64)
     typical = float(np.median(counts[counts > 0]))
-    return np.asarray(np.maximum(1.0, typical / counts[labels]))
+    weights = np.maximum(1.0, typical / counts[labels])
+    return np.asarray(weights * (len(labels) / weights.sum()))
 
 
 def features(proba: np.ndarray, sims: np.ndarray, entry: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ interface:
 - ``nearest``: nearest-text search on the engine's own e5 vectors (every question and variant
   after ``normalize()`` and synonyms, as the engine encodes them); an entry scores its best
   text; confidence = cosine clipped to 0..1. What the engine's scoring adds over plain search.
-- ``logreg``: a plain logistic head on the same vectors (standardised, C=0.3, one class per
-  entry); confidence = the top entry's probability. What the engine adds over its own head.
+- ``logreg``: the engine's logistic head alone on the same vectors (standardised, C=0.3, one
+  class per entry, small entries weighted up as in the engine); confidence = the top entry's
+  probability. What the engine adds over its own head.
 
 - ``bm25``: rank-bm25 (Okapi) over every question and variant after ``normalize()``; tokens
   are lower-case words for Latin text and character bigrams for Chinese; an entry scores its
