@@ -391,7 +391,6 @@ def reference(
         "n": len(sizes),
         "right_80_of_n": round(float(np.mean(counts)), 2),
         "right_80_of_n_p10_p90": [float(x) for x in np.percentile(counts, [10, 90])],
-        "held_out_right_80": sum(sum(r) / len(r) >= RIGHT_ENOUGH for r in held.values()),
     }
 
 
