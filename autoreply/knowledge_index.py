@@ -141,7 +141,7 @@ class KnowledgeIndex:
         index = FaissIndex(encoder.dim)
         label_array = np.asarray(labels)
         index.add(vectors, label_array)
-        scorer = Scorer.fit(vectors, label_array, len(kb.enabled))
+        scorer = Scorer.fit(vectors, label_array, len(kb.enabled), texts=texts)
         status = "memory"
         if folder is not None:
             status = "updated" if len(missing) < len(set(texts)) else "built"
@@ -154,12 +154,17 @@ class KnowledgeIndex:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode([match_text(t, self.kb.synonyms) for t in texts], kind="query")
 
-    def rank(self, vectors: np.ndarray, *, k: int = 10) -> list[list[EntryMatch]]:
-        """For each query vector, the best ``k`` entries by probability, best first."""
+    def rank(
+        self, vectors: np.ndarray, *, k: int = 10, texts: Sequence[str] | None = None
+    ) -> list[list[EntryMatch]]:
+        """For each query vector, the best ``k`` entries by probability, best first.
+
+        ``texts``: the queries' matched forms (``match_text``), one per vector; required when
+        the scorer has a lexical head (``search`` passes them)."""
         vectors = np.atleast_2d(vectors)
         hits = self.index.search(vectors, k=DEPTH)
         scorer = self.scorer
-        head_proba = scorer.head.proba(vectors) if scorer.head is not None else None
+        head_proba = scorer.head_proba(vectors, texts)
         results: list[list[EntryMatch]] = []
         for q in range(len(vectors)):
             # entry -> (best adjusted similarity, best cosine, row of the best adjusted text).
@@ -213,4 +218,5 @@ class KnowledgeIndex:
 
     def search(self, queries: Sequence[str], *, k: int = 10) -> list[list[EntryMatch]]:
         """Encode and rank in one call."""
-        return self.rank(self.encode_queries(queries), k=k)
+        forms = [match_text(t, self.kb.synonyms) for t in queries]
+        return self.rank(self.encoder.encode(forms, kind="query"), k=k, texts=forms)

@@ -1,11 +1,14 @@
 """Scorer: ranks FAQ entries for query vectors and gives each a calibrated confidence.
 
-Two signals are combined:
+Three signals are combined:
 - an entry classifier (logistic regression over the encoder's vectors of every question and
   variant, fitted when the index is built; the kind of light head dual-encoder intent
   detectors use), giving P(entry | query); an entry with fewer texts than the median entry
-  weighs as much as a median one (``lift_weights``), so a new entry is not drowned out by
-  older, longer ones;
+  weighs as much as a median one (``linear.lift_weights``), so a new entry is not drowned out
+  by older, longer ones;
+- a lexical classifier over the texts' character n-grams (``lexical.LexicalHead``), fitted
+  beside it when the texts are given; its log-probabilities are mixed into the encoder
+  head's (``mix``), so the exact words that tell two close entries apart count;
 - nearest-text similarity (an entry's best question or variant).
 
 Without a classifier (entries without variants), entries are ranked by nearest-text
@@ -24,15 +27,19 @@ the same on any knowledge base, and no labelled data is needed to start.
 from __future__ import annotations
 
 import logging
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from autoreply.lexical import WEIGHT as LEXICAL_WEIGHT
+from autoreply.lexical import LexicalHead
+from autoreply.linear import fit_linear
+
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 5
+SCORER_VERSION = 6
 HEAD_MAX_ENTRIES = 5000
 """Above this many entries the classifier head is skipped (fit time); nearest text only."""
 HEAD_MIN_TEXTS_PER_ENTRY = 2.0
@@ -66,54 +73,24 @@ class Head:
     def fit(cls, vectors: np.ndarray, labels: np.ndarray, n_entries: int, *, c: float) -> Head:
         """Fit on standardized vectors (encoder components are tiny, which stalls lbfgs),
         then fold the scaling back into the weights so queries need no scaler."""
-        from sklearn.linear_model import LogisticRegression
-
-        present = np.unique(labels)
-        coef = np.zeros((n_entries, vectors.shape[1]), dtype=np.float32)
-        # An entry absent from training can never win: a very low intercept.
-        intercept = np.full(n_entries, -1e4, dtype=np.float32)
-        if len(present) == 1:
-            intercept[present[0]] = 0.0
-            return cls(coef, intercept)
         mean = vectors.mean(axis=0)
         scale = vectors.std(axis=0) + 1e-6
-        model = LogisticRegression(C=c, max_iter=1000)
-        with warnings.catch_warnings():
-            # One class per entry: an FAQ whose entries have few variants always has more
-            # classes than half its texts, which sklearn mistakes for a regression problem.
-            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
-            model.fit((vectors - mean) / scale, labels, sample_weight=lift_weights(labels))
-        weights = model.coef_ / scale
-        biases = model.intercept_ - weights @ mean
-        if len(present) == 2:  # sklearn keeps one row for two classes
-            coef[present[1]] = weights[0]
-            intercept[present[1]] = biases[0]
-            intercept[present[0]] = 0.0
-        else:
-            coef[model.classes_] = weights
-            intercept[model.classes_] = biases
+        coef, intercept = fit_linear((vectors - mean) / scale, labels, n_entries, c=c)
+        trained = intercept > -1e3
+        coef[trained] /= scale
+        intercept[trained] -= coef[trained] @ mean
         return cls(coef, intercept)
 
     def proba(self, queries: np.ndarray) -> np.ndarray:
         return _softmax(queries @ self.coef.T + self.intercept)
 
 
-def lift_weights(labels: np.ndarray) -> np.ndarray:
-    """Training weight of each text: an entry with fewer texts than the knowledge base's
-    median entry weighs as much as a median one.
-
-    How many phrasings an entry has says how long it has been written, not how often it is
-    asked. Unweighted, a regularized head gives an entry with 5 texts a far smaller share of
-    probability than one with 20, so a new entry (an accepted gap topic) is answered at a
-    confidence of 0.02-0.3 even when it is the right one. The weights are then scaled to sum
-    to the number of texts, so the regularization keeps its strength relative to the data
-    (entries at or above the median weigh a little under 1). A knowledge base whose entries
-    all have at least the median number of texts (all the same size, say) is unchanged.
-    """
-    counts = np.bincount(labels).astype(np.float64)
-    typical = float(np.median(counts[counts > 0]))
-    weights = np.maximum(1.0, typical / counts[labels])
-    return np.asarray(weights * (len(labels) / weights.sum()))
+def mix(head_proba: np.ndarray, lexical_logits: np.ndarray) -> np.ndarray:
+    """The encoder head's probabilities mixed with the lexical head's logits: a weighted
+    product of the two distributions (``lexical.WEIGHT`` for the lexical one), renormalized."""
+    lexical_log = np.log(_softmax(lexical_logits) + 1e-12)
+    mixed = (1 - LEXICAL_WEIGHT) * np.log(head_proba + 1e-12) + LEXICAL_WEIGHT * lexical_log
+    return _softmax(mixed)
 
 
 def features(proba: np.ndarray, sims: np.ndarray, entry: np.ndarray) -> np.ndarray:
@@ -210,30 +187,50 @@ class Scorer:
         confidence: ConfidenceModel,
         n_entries: int,
         density: np.ndarray,
+        lexical: LexicalHead | None = None,
     ) -> None:
         self.head = head
         self.confidence = confidence
         self.n_entries = n_entries
         self.density = density.astype(np.float32)
+        self.lexical = lexical
 
     def adjust(self, sims: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Similarities to the texts ``rows`` (last axis), corrected for crowded texts."""
         return np.asarray(sims - self.density[rows] / 2)
 
-    def proba(self, queries: np.ndarray, sims: np.ndarray) -> np.ndarray:
-        """P(entry | query): the head's, or a softmax over (adjusted) best-text similarities."""
-        if self.head is not None:
+    def head_proba(self, queries: np.ndarray, texts: Sequence[str] | None) -> np.ndarray | None:
+        """P(entry | query) over every entry from the classifiers, None without a head.
+
+        ``texts`` are the queries' matched forms (``match_text``), needed when the scorer has
+        a lexical head: the two heads' log-probabilities are mixed (``mix``)."""
+        if self.head is None:
+            return None
+        if self.lexical is None:
             return self.head.proba(queries)
-        return _softmax(sims / KNN_TEMPERATURE)
+        if texts is None or len(texts) != len(queries):
+            raise ValueError("this scorer has a lexical head: pass the queries' texts too")
+        return mix(self.head.proba(queries), self.lexical.logits(texts))
+
+    def proba(
+        self, queries: np.ndarray, sims: np.ndarray, texts: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """P(entry | query): the heads', or a softmax over (adjusted) best-text similarities."""
+        proba = self.head_proba(queries, texts)
+        return _softmax(sims / KNN_TEMPERATURE) if proba is None else proba
 
     def score_all(
-        self, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray
+        self,
+        queries: np.ndarray,
+        vectors: np.ndarray,
+        labels: np.ndarray,
+        texts: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(P(entry) for every entry, confidence of the most likely one) for each query,
         against all the texts the scorer was fitted on: what ``KnowledgeIndex.rank`` does
-        over its candidates only."""
+        over its candidates only. ``texts``: the queries' matched forms (see ``head_proba``)."""
         sims, adjusted = best_per_entry(queries, vectors, labels, self.n_entries, self.density)
-        proba = self.proba(queries, adjusted)
+        proba = self.proba(queries, adjusted, texts)
         return proba, self.confidence(features(proba, sims, proba.argmax(axis=1)))
 
     # -- fitting ------------------------------------------------------------------------
@@ -244,20 +241,35 @@ class Scorer:
         labels: np.ndarray,
         n_entries: int,
         *,
+        texts: Sequence[str] | None = None,
         c: float = 0.3,
         folds: int = 3,
         seed: int = 42,
     ) -> Scorer:
-        """Fit the head on all texts, and the confidence model by cross-validation."""
+        """Fit the heads on all texts, and the confidence model by cross-validation.
+
+        ``texts`` (the matched form of each row of ``vectors``) add the lexical head beside
+        the encoder's; without them the scorer works on vectors alone."""
         use_head = (
             2 <= n_entries <= HEAD_MAX_ENTRIES
             and len(labels) >= HEAD_MIN_TEXTS_PER_ENTRY * n_entries
         )
         head = Head.fit(vectors, labels, n_entries, c=c) if use_head else None
+        lexical = (
+            LexicalHead.fit(texts, labels, n_entries) if use_head and texts is not None else None
+        )
         use_density = not use_head and len(labels) <= DENSITY_MAX_TEXTS
         try:
             confidence = _fit_confidence(
-                vectors, labels, n_entries, c, folds, seed, use_head, use_density
+                vectors,
+                labels,
+                n_entries,
+                c,
+                folds,
+                seed,
+                use_head,
+                use_density,
+                texts if lexical is not None else None,
             )
         except ValueError as exc:
             log.info("confidence model: using the fallback (%s)", exc)
@@ -266,7 +278,7 @@ class Scorer:
             density = text_density(vectors, labels)
         else:
             density = np.zeros(len(labels), dtype=np.float32)
-        return cls(head, confidence, n_entries, density)
+        return cls(head, confidence, n_entries, density, lexical)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -282,6 +294,11 @@ class Scorer:
         if self.head is not None:
             arrays["coef"] = self.head.coef
             arrays["intercept"] = self.head.intercept
+        if self.lexical is not None:
+            arrays["lex_vocab"] = self.lexical.vocab
+            arrays["lex_idf"] = self.lexical.idf
+            arrays["lex_coef"] = self.lexical.coef
+            arrays["lex_intercept"] = self.lexical.intercept
         np.savez(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
@@ -292,10 +309,15 @@ class Scorer:
                 if int(data["version"]) != SCORER_VERSION:
                     return None
                 head = Head(data["coef"], data["intercept"]) if "coef" in data else None
+                lexical = None
+                if "lex_vocab" in data:
+                    lexical = LexicalHead(
+                        data["lex_vocab"], data["lex_idf"], data["lex_coef"], data["lex_intercept"]
+                    )
                 conf = ConfidenceModel(
                     data["mean"], data["scale"], data["weights"], float(data["bias"])
                 )
-                return cls(head, conf, int(data["n_entries"]), data["density"])
+                return cls(head, conf, int(data["n_entries"]), data["density"], lexical)
         except (OSError, ValueError, KeyError):
             return None
 
@@ -339,6 +361,7 @@ def _fit_confidence(
     seed: int,
     use_head: bool,
     use_density: bool,
+    texts: Sequence[str] | None,
 ) -> ConfidenceModel:
     """Cross-validated features: held-out variants (in scope) and held-out entries (out of
     scope, never correct)."""
@@ -369,6 +392,10 @@ def _fit_confidence(
         if use_head:
             head = Head.fit(vectors[train], labels[train], n_entries, c=c)
             proba = head.proba(q)
+            if texts is not None:
+                lexical = LexicalHead.fit([texts[i] for i in rows[train]], labels[train], n_entries)
+                if lexical is not None:
+                    proba = mix(proba, lexical.logits([texts[i] for i in rows[test]]))
         else:
             proba = _softmax(adjusted / KNN_TEMPERATURE)
         top = proba.argmax(axis=1)

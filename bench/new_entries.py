@@ -5,7 +5,7 @@ This replays that without the service: for each intent a gap set holds out of it
 (clinc150_gap by default), an entry is made from ``k`` of its test questions (seeded), and the
 rest of its questions are asked, beside a sample of in-scope questions and every out-of-scope
 one. The scorer is fitted as the engine fits it (``Scorer.fit`` on the encoder's vectors of
-every text), once with the entry classifier's weights as shipped (``scoring.lift_weights``) and
+every text), once with the entry classifier's weights as shipped (``linear.lift_weights``) and
 once unweighted (every text weighs 1, as before), and each question is decided as the engine
 decides at the default thresholds (answer at confidence ≥ 0.6 unless the runner-up is close).
 
@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autoreply import scoring  # noqa: E402
+from autoreply import linear, scoring  # noqa: E402
 from autoreply.encoder import get_encoder  # noqa: E402
 from autoreply.eval_questions import load_questions  # noqa: E402
 from autoreply.knowledge import load_knowledge  # noqa: E402
@@ -108,13 +108,13 @@ def one_run(
     queries = vectors[asked]
     truth_a, kind_a = np.asarray(truth), np.asarray(kind)
     out: dict[str, Any] = {"k": k, "seed": seed}
-    shipped = scoring.lift_weights
+    shipped = linear.lift_weights
     for name, weights in (("unweighted", None), ("lifted", shipped)):
-        scoring.lift_weights = weights or (lambda labels: np.ones(len(labels)))  # type: ignore[assignment]
+        linear.lift_weights = weights or (lambda labels: np.ones(len(labels)))  # type: ignore[assignment]
         try:
             scorer = scoring.Scorer.fit(texts, labels, n_all)
         finally:
-            scoring.lift_weights = shipped
+            linear.lift_weights = shipped
         top, confidence, answered = decide(scorer, queries, texts, labels)
         right = answered & (top == truth_a)
         wrong = answered & (top != truth_a)

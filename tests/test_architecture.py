@@ -35,7 +35,9 @@ ALLOWED: dict[str, set[str]] = {
     "knowledge": {"errors", "faqfiles", "models", "text"},
     "encoder": {"errors"},
     "vector_index": {"encoder", "errors"},
-    "scoring": set(),
+    "linear": set(),
+    "lexical": {"linear"},
+    "scoring": {"lexical", "linear"},
     "index_cache": {"encoder", "errors", "knowledge", "scoring", "vector_index"},
     "knowledge_index": {
         "encoder",

@@ -38,7 +38,10 @@ ROCKET = [
     "when does the rocket launch",
     "rocket launch time today",
     "is the rocket launch delayed",
-    "what time is the next rocket launch",
+    # Not "what time is the next rocket launch": with the hashing test double that one reaches
+    # confidence 0.39 for the small FAQ's sensitive `legal` entry, and is escalated as
+    # sensitive rather than logged as a gap (e5 gives it 0.01).
+    "next rocket launch date",
 ]
 WEATHER = [
     "what's the weather tomorrow",

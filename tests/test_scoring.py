@@ -10,12 +10,12 @@ import yaml
 
 from autoreply.encoder import Encoder
 from autoreply.knowledge import load_knowledge
-from autoreply.knowledge_index import KnowledgeIndex
+from autoreply.knowledge_index import KnowledgeIndex, match_text
+from autoreply.linear import lift_weights
 from autoreply.scoring import (
     HEAD_MIN_TEXTS_PER_ENTRY,
     Scorer,
     best_per_entry,
-    lift_weights,
     text_density,
 )
 
@@ -94,7 +94,7 @@ def test_a_new_entry_with_few_texts_gets_its_own_questions(monkeypatch) -> None:
     """An accepted gap topic starts with a couple of texts beside entries with eight. Over
     eight layouts, its own questions must go to it far more often than when every text
     weighs the same, without the other entries answering more wrongly."""
-    import autoreply.scoring as scoring
+    import autoreply.linear as linear
 
     def shares(seed: int) -> tuple[float, float]:
         vectors, labels, queries, truth = topical(seed)
@@ -107,7 +107,7 @@ def test_a_new_entry_with_few_texts_gets_its_own_questions(monkeypatch) -> None:
 
     seeds = range(8)
     weighted = [shares(seed) for seed in seeds]
-    monkeypatch.setattr(scoring, "lift_weights", lambda labels: np.ones(len(labels)))
+    monkeypatch.setattr(linear, "lift_weights", lambda labels: np.ones(len(labels)))
     unweighted = [shares(seed) for seed in seeds]
     new_weighted = np.mean([w[0] for w in weighted])
     assert new_weighted >= 0.4
@@ -197,10 +197,11 @@ def test_the_index_ranks_as_the_scorer_does_over_every_text(
     index = KnowledgeIndex.build(load_knowledge(tmp_path), hashing)
     questions = ["change my card password", "refund for a parcel", "member address", "coupon"]
     vectors = index.encode_queries(questions)
+    forms = [match_text(q, index.kb.synonyms) for q in questions]
     texts, labels = index.index.vectors(), index.index.labels
-    proba, confidence = index.scorer.score_all(vectors, texts, labels)
+    proba, confidence = index.scorer.score_all(vectors, texts, labels, forms)
     cosines, _ = best_per_entry(vectors, texts, labels, len(index.entries))
-    for q, matches in enumerate(index.rank(vectors)):
+    for q, matches in enumerate(index.rank(vectors, texts=forms)):
         top = matches[0]
         assert top.entry is index.entries[int(proba[q].argmax())]
         assert top.similarity == pytest.approx(float(cosines[q, proba[q].argmax()]), abs=1e-5)
