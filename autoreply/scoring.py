@@ -76,7 +76,7 @@ class Head:
         mean = vectors.mean(axis=0)
         scale = vectors.std(axis=0) + 1e-6
         coef, intercept = fit_linear((vectors - mean) / scale, labels, n_entries, c=c)
-        trained = intercept > -1e3
+        trained = np.unique(labels)  # the others keep zero weights and a very low intercept
         coef[trained] /= scale
         intercept[trained] -= coef[trained] @ mean
         return cls(coef, intercept)
@@ -250,6 +250,8 @@ class Scorer:
 
         ``texts`` (the matched form of each row of ``vectors``) add the lexical head beside
         the encoder's; without them the scorer works on vectors alone."""
+        if texts is not None and len(texts) != len(labels):
+            raise ValueError(f"texts: {len(texts)} given for {len(labels)} vectors, one per row")
         use_head = (
             2 <= n_entries <= HEAD_MAX_ENTRIES
             and len(labels) >= HEAD_MIN_TEXTS_PER_ENTRY * n_entries

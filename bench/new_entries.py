@@ -4,10 +4,11 @@ An accepted gap topic starts as an entry with a handful of texts next to entries
 This replays that without the service: for each intent a gap set holds out of its FAQ
 (clinc150_gap by default), an entry is made from ``k`` of its test questions (seeded), and the
 rest of its questions are asked, beside a sample of in-scope questions and every out-of-scope
-one. The scorer is fitted as the engine fits it (``Scorer.fit`` on the encoder's vectors of
-every text), once with the entry classifier's weights as shipped (``linear.lift_weights``) and
-once unweighted (every text weighs 1, as before), and each question is decided as the engine
-decides at the default thresholds (answer at confidence ≥ 0.6 unless the runner-up is close).
+one. The scorer is fitted as the engine fits it (``Scorer.fit`` on the encoder's vectors and
+the matched form of every text, so with the lexical head), once with the classifiers'
+weights as shipped (``linear.lift_weights``) and once unweighted (every text weighs 1 in
+both classifiers, as before issue 19), and each question is decided as the engine decides at
+the default thresholds (answer at confidence ≥ 0.6 unless the runner-up is close).
 
 Results per set in ``bench/results/new_entries.json`` (a run replaces its set's). Per ``k``
 and seed: the new entries' questions answered right and wrong, how many held-out
@@ -40,18 +41,22 @@ from autoreply import linear, scoring  # noqa: E402
 from autoreply.encoder import get_encoder  # noqa: E402
 from autoreply.eval_questions import load_questions  # noqa: E402
 from autoreply.knowledge import load_knowledge  # noqa: E402
-from autoreply.knowledge_index import KnowledgeIndex  # noqa: E402
+from autoreply.knowledge_index import KnowledgeIndex, match_text  # noqa: E402
 from autoreply.settings import EngineConfig  # noqa: E402
 
 RIGHT_ENOUGH = 0.8
 
 
 def decide(
-    scorer: scoring.Scorer, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray
+    scorer: scoring.Scorer,
+    queries: np.ndarray,
+    forms: list[str],
+    vectors: np.ndarray,
+    labels: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(top entry, confidence, answered) per query, as the engine decides by default."""
     config = EngineConfig()
-    proba, confidence = scorer.score_all(queries, vectors, labels)
+    proba, confidence = scorer.score_all(queries, vectors, labels, forms)
     ordered = np.sort(proba, axis=1)
     close = ordered[:, -2] >= config.runner_up_ratio * ordered[:, -1]
     answered = (confidence >= config.answer_threshold) & ~close
@@ -69,9 +74,11 @@ def auroc(in_scope: np.ndarray, score: np.ndarray) -> float | None:
 def one_run(
     faq: np.ndarray,
     faq_labels: np.ndarray,
+    faq_forms: list[str],
     n_entries: int,
     questions: list[tuple[str | None, str | None]],
     vectors: np.ndarray,
+    forms: list[str],
     entry_of: dict[str, int],
     *,
     k: int,
@@ -103,19 +110,21 @@ def one_run(
     truth += [-1] * len(outside)
     kind += ["out_of_scope"] * len(outside)
     texts = np.vstack([faq, vectors[new_rows]]).astype(np.float32)
+    text_forms = faq_forms + [forms[i] for i in new_rows]
     labels = np.concatenate([faq_labels, np.asarray(new_labels, dtype=np.int64)])
     n_all = n_entries + len(held)
     queries = vectors[asked]
+    query_forms = [forms[i] for i in asked]
     truth_a, kind_a = np.asarray(truth), np.asarray(kind)
     out: dict[str, Any] = {"k": k, "seed": seed}
     shipped = linear.lift_weights
     for name, weights in (("unweighted", None), ("lifted", shipped)):
         linear.lift_weights = weights or (lambda labels: np.ones(len(labels)))  # type: ignore[assignment]
         try:
-            scorer = scoring.Scorer.fit(texts, labels, n_all)
+            scorer = scoring.Scorer.fit(texts, labels, n_all, texts=text_forms)
         finally:
             linear.lift_weights = shipped
-        top, confidence, answered = decide(scorer, queries, texts, labels)
+        top, confidence, answered = decide(scorer, queries, query_forms, texts, labels)
         right = answered & (top == truth_a)
         wrong = answered & (top != truth_a)
         new = np.isin(kind_a, held)
@@ -152,16 +161,20 @@ def main() -> None:
     entry_of = {e.id: i for i, e in enumerate(index.entries)}
     labelled = load_questions(args.set / "test.jsonl")
     questions = [(q.expected_id, q.gap_topic) for q in labelled]
-    vectors = index.encode_queries([q.question for q in labelled])
+    forms = [match_text(q.question, kb.synonyms) for q in labelled]
+    vectors = index.encoder.encode(forms, kind="query")
+    faq_forms = [match_text(t, kb.synonyms) for t in index.texts]
     runs = []
     for k in (int(x) for x in args.k.split(",")):
         for seed in (int(x) for x in args.seeds.split(",")):
             run = one_run(
                 faq,
                 faq_labels,
+                faq_forms,
                 len(index.entries),
                 questions,
                 vectors,
+                forms,
                 entry_of,
                 k=k,
                 seed=seed,

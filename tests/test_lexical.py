@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoreply.lexical import MAX_FEATURES, LexicalHead, grams
+from autoreply.lexical import MAX_ENTRIES, MAX_FEATURES, LexicalHead, grams
 from autoreply.scoring import Scorer, mix
 
 # Eight entries about lights, doors and music; each pair shares everything but one word,
@@ -80,32 +80,58 @@ def test_a_scorer_with_a_lexical_head_refuses_vectors_without_texts() -> None:
     scorer = Scorer.fit(vectors, labels, len(ACTIONS), texts=texts)
     with pytest.raises(ValueError, match="texts"):
         scorer.score_all(vectors[:2], vectors, labels)
+    with pytest.raises(ValueError, match="texts: 39 given for 40 vectors"):
+        Scorer.fit(vectors, labels, len(ACTIONS), texts=texts[:-1])
 
 
 def test_unknown_words_leave_the_encoder_heads_ranking_alone() -> None:
+    """No known n-gram (another script): flat logits, not the head's prior, so the mix keeps
+    the encoder head's order."""
     texts, labels = kb()
     head = LexicalHead.fit(texts, labels, len(ACTIONS))
     assert head is not None
-    # No known n-gram: the lexical head says only its prior (the intercepts).
-    np.testing.assert_array_equal(head.logits(["xyz qqq", ""]), np.tile(head.intercept, (2, 1)))
-    encoder = np.random.default_rng(3).dirichlet(np.ones(len(ACTIONS)), size=4)
-    flat = mix(encoder, np.zeros_like(encoder))
-    np.testing.assert_array_equal(np.argsort(flat, axis=1), np.argsort(encoder, axis=1))
-    mixed = mix(encoder, head.logits(["把灯关掉", "xyz", "", "闹钟"]))
-    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.ptp(head.intercept) > 0.05  # the prior is not flat: it must not leak in
+    unknown = head.logits(["xyz qqq", "", "ほげ"])
+    np.testing.assert_array_equal(unknown, np.zeros_like(unknown))
+    encoder = np.random.default_rng(3).dirichlet(np.ones(len(ACTIONS)), size=3)
+    np.testing.assert_array_equal(
+        np.argsort(mix(encoder, unknown), axis=1), np.argsort(encoder, axis=1)
+    )
+    known = head.logits(["把灯关掉"])
+    assert np.ptp(known) > 1.0 and int(known.argmax()) == 0
+
+
+def test_cross_validated_confidence_learns_from_the_lexical_head() -> None:
+    """The confidence model is fitted on held-out texts scored by both heads: where only the
+    words tell entries apart, in-scope questions get confident answers and unrelated ones
+    do not. (Scoring held-out texts without the lexical head, or with the wrong texts, leaves
+    the confidence model nothing to learn from.)"""
+    texts, labels = kb()
+    vectors = vague_vectors(len(texts), 0)
+    scorer = Scorer.fit(vectors, labels, len(ACTIONS), texts=texts)
+    inside = [q for q, _ in QUESTIONS]
+    outside = ["今天天气怎么样", "讲个笑话", "火箭什么时候发射", "股票涨了吗"]
+    forms = inside + outside
+    queries = vague_vectors(len(forms), 0)
+    _, confidence = scorer.score_all(queries, vectors, labels, forms)
+    assert confidence[: len(inside)].min() > confidence[len(inside) :].max()
+    assert confidence[: len(inside)].mean() > 0.5
 
 
 def test_the_vocabulary_is_bounded_and_needs_two_texts() -> None:
     rng = np.random.default_rng(0)
     alphabet = [chr(0x4E00 + i) for i in range(400)]
-    texts = ["".join(rng.choice(alphabet, size=6)) for _ in range(3000)]
-    labels = np.arange(3000) % 30
+    texts = ["".join(rng.choice(alphabet, size=8)) for _ in range(6000)]
+    labels = np.arange(len(texts)) % 30
     head = LexicalHead.fit(texts, labels, 30)
     assert head is not None
-    assert len(head.vocab) <= MAX_FEATURES
-    assert head.coef.shape == (30, len(head.vocab))
+    assert len(head.vocab) == MAX_FEATURES  # the cap binds: many more n-grams are shared
+    assert head.coef.shape == (30, MAX_FEATURES)
     # Nothing shared by two texts: nothing to learn.
     assert LexicalHead.fit(["甲乙", "丙丁"], np.array([0, 1]), 2) is None
+    # Too many entries for the fit's memory: skipped.
+    many = np.arange(MAX_ENTRIES + 1)
+    assert LexicalHead.fit(["甲乙"] * len(many), many, len(many)) is None
 
 
 def test_the_lexical_head_comes_back_from_disk_unchanged(tmp_path: Path) -> None:
@@ -126,7 +152,7 @@ def test_the_lexical_head_comes_back_from_disk_unchanged(tmp_path: Path) -> None
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-@given(st.text(max_size=40))
+@given(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=40))
 def test_grams_count_every_unigram_and_bigram_of_each_padded_word(text: str) -> None:
     counted = grams(text)
     words = text.split()
@@ -135,3 +161,10 @@ def test_grams_count_every_unigram_and_bigram_of_each_padded_word(text: str) -> 
     assert all(1 <= len(g) <= 2 for g in counted)
     for w in words:
         assert counted[f" {w[0]}"] >= 1 and counted[f"{w[-1]} "] >= 1
+
+
+@given(st.text(alphabet=st.sampled_from(["a", "\x00", " ", "退"]), max_size=20))
+def test_every_gram_survives_a_numpy_string_array(text: str) -> None:
+    """The vocabulary is stored as a numpy string array, which drops trailing NULs."""
+    for g in grams(text):
+        assert np.array([g])[0] == g
