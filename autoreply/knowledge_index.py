@@ -151,8 +151,13 @@ class KnowledgeIndex:
         return cls(kb, encoder, index, originals, scorer, info)
 
     # -- searching ----------------------------------------------------------------------
+    def query_forms(self, texts: Sequence[str]) -> list[str]:
+        """The matched form of each query (``match_text``): what is encoded, and what the
+        scorer's lexical head reads."""
+        return [match_text(t, self.kb.synonyms) for t in texts]
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode([match_text(t, self.kb.synonyms) for t in texts], kind="query")
+        return self.encoder.encode(self.query_forms(texts), kind="query")
 
     def rank(
         self, vectors: np.ndarray, *, k: int = 10, texts: Sequence[str] | None = None
@@ -218,5 +223,5 @@ class KnowledgeIndex:
 
     def search(self, queries: Sequence[str], *, k: int = 10) -> list[list[EntryMatch]]:
         """Encode and rank in one call."""
-        forms = [match_text(t, self.kb.synonyms) for t in queries]
+        forms = self.query_forms(queries)
         return self.rank(self.encoder.encode(forms, kind="query"), k=k, texts=forms)

@@ -41,7 +41,7 @@ from autoreply import linear, scoring  # noqa: E402
 from autoreply.encoder import get_encoder  # noqa: E402
 from autoreply.eval_questions import load_questions  # noqa: E402
 from autoreply.knowledge import load_knowledge  # noqa: E402
-from autoreply.knowledge_index import KnowledgeIndex, match_text  # noqa: E402
+from autoreply.knowledge_index import KnowledgeIndex  # noqa: E402
 from autoreply.settings import EngineConfig  # noqa: E402
 
 RIGHT_ENOUGH = 0.8
@@ -161,9 +161,9 @@ def main() -> None:
     entry_of = {e.id: i for i, e in enumerate(index.entries)}
     labelled = load_questions(args.set / "test.jsonl")
     questions = [(q.expected_id, q.gap_topic) for q in labelled]
-    forms = [match_text(q.question, kb.synonyms) for q in labelled]
+    forms = index.query_forms([q.question for q in labelled])
     vectors = index.encoder.encode(forms, kind="query")
-    faq_forms = [match_text(t, kb.synonyms) for t in index.texts]
+    faq_forms = index.query_forms(index.texts)
     runs = []
     for k in (int(x) for x in args.k.split(",")):
         for seed in (int(x) for x in args.seeds.split(",")):

@@ -10,7 +10,7 @@ import yaml
 
 from autoreply.encoder import Encoder
 from autoreply.knowledge import load_knowledge
-from autoreply.knowledge_index import KnowledgeIndex, match_text
+from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.linear import lift_weights
 from autoreply.scoring import (
     HEAD_MIN_TEXTS_PER_ENTRY,
@@ -197,7 +197,7 @@ def test_the_index_ranks_as_the_scorer_does_over_every_text(
     index = KnowledgeIndex.build(load_knowledge(tmp_path), hashing)
     questions = ["change my card password", "refund for a parcel", "member address", "coupon"]
     vectors = index.encode_queries(questions)
-    forms = [match_text(q, index.kb.synonyms) for q in questions]
+    forms = index.query_forms(questions)
     texts, labels = index.index.vectors(), index.index.labels
     proba, confidence = index.scorer.score_all(vectors, texts, labels, forms)
     cosines, _ = best_per_entry(vectors, texts, labels, len(index.entries))
