@@ -13,7 +13,9 @@ until a second and a third like it arrive. A core made of two groups that are ea
 among themselves than to the FAQ, but apart from each other (their cross cosine at least
 ``apart_margin`` below the members' nearest FAQ cosine), is split in two. A gap outside every
 core joins the nearest core when it lies within that core's radius (its cosine to the core's
-centroid at least that of the core's farthest member) and is closer to it than to any FAQ text.
+centroid at least that of the core's farthest member) and is closer to it than to any FAQ text,
+or when most of the gaps closer to it than its nearest FAQ text, and at least ``min_size - 1``,
+are members of one core (the core test, applied to a gap at a core's edge).
 Cores of fewer than ``min_size`` gaps wait for more. A topic that holds together better than
 it resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
 minus ``near_miss_margin``) is ``new``; one whose gaps mostly (``near_miss_share``) have the
@@ -199,7 +201,7 @@ def discover(
         if len(part) >= config.min_size
     ]
     found = []
-    for rows in attach(vectors, cores, near):
+    for rows in attach(vectors, cores, near, config):
         centre = unit(vectors[rows].mean(axis=0))
         refused = -1
         if rejected is not None:
@@ -254,27 +256,46 @@ def apart(
     return [rows]
 
 
-def attach(vectors: np.ndarray, cores: Sequence[np.ndarray], near: np.ndarray) -> list[np.ndarray]:
-    """Each core with the gaps outside every core that lie within its radius (cosine to its
-    centroid at least its farthest member's) and closer to it than to any FAQ text."""
+def attach(
+    vectors: np.ndarray, cores: Sequence[np.ndarray], near: np.ndarray, config: TopicConfig
+) -> list[np.ndarray]:
+    """Each core with the gaps outside every core that belong to it. A gap belongs to the core
+    whose centroid it is nearest when it lies within that core's radius (cosine to the
+    centroid at least its farthest member's) and is closer to it than to any FAQ text. A gap
+    that fails this (it sits at the core's edge, where a centroid test is strict) still
+    belongs to a core holding ``min_size - 1`` of the gaps closer to it than its nearest FAQ
+    text (less ``core_margin``: the test a core's own members pass) when that core holds more
+    of those close gaps than any other core and more than half of them in all."""
     if not cores:
         return []
     centres = unit(np.stack([vectors[c].mean(axis=0) for c in cores]))
     radius = np.array(
         [float((vectors[c] @ centre).min()) for c, centre in zip(cores, centres, strict=True)]
     )
-    outside = np.ones(len(vectors), dtype=bool)
-    for c in cores:
-        outside[c] = False
-    rest = np.flatnonzero(outside)
+    core_of = np.full(len(vectors), -1, dtype=np.int64)
+    for i, c in enumerate(cores):
+        core_of[c] = i
+    rest = np.flatnonzero(core_of < 0)
     members = [list(c) for c in cores]
-    if len(rest):
-        sims = vectors[rest] @ centres.T
+    for lo in range(0, len(rest), NEAREST_BLOCK):
+        block = rest[lo : lo + NEAREST_BLOCK]
+        sims = vectors[block] @ centres.T
         best = sims.argmax(axis=1)
-        score = sims[np.arange(len(rest)), best]
-        for r, b, s in zip(rest, best, score, strict=True):
+        score = sims[np.arange(len(block)), best]
+        close = vectors[block] @ vectors.T >= (near[block] - config.core_margin)[:, None]
+        close[np.arange(len(block)), block] = False
+        for j, (r, b, s) in enumerate(zip(block, best, score, strict=True)):
             if s >= radius[b] and s >= near[r]:
                 members[b].append(int(r))
+                continue
+            counts = np.bincount(core_of[close[j] & (core_of >= 0)], minlength=len(cores))
+            top = int(counts.argmax())
+            if (
+                counts[top] >= config.min_size - 1
+                and (counts == counts[top]).sum() == 1
+                and 2 * counts[top] > close[j].sum()
+            ):
+                members[top].append(int(r))
     return [np.array(sorted(m)) for m in members]
 
 

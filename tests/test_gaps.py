@@ -18,6 +18,7 @@ from autoreply.faqchange import Journal, apply, draft_for_topic
 from autoreply.gap_clustering import (
     FaqTexts,
     TopicConfig,
+    attach,
     ctfidf_keywords,
     discover,
     fold_duplicates,
@@ -579,3 +580,29 @@ def test_ticks_follow_the_question_s_paraphrases_not_its_exact_wording() -> None
         gaps=6,
     )
     assert core_variants(draft, index) == [True, True, True, False, False]  # type: ignore[arg-type]
+
+
+def arc(*degrees: float) -> np.ndarray:
+    """Unit vectors in a plane at these angles (cosine between two: cos of their gap)."""
+    angles = np.radians(degrees)
+    return np.column_stack([np.cos(angles), np.sin(angles)]).astype(np.float32)
+
+
+def test_a_gap_at_a_core_s_edge_joins_when_most_of_its_close_gaps_are_the_core_s() -> None:
+    """A core at 0°-30° (centroid 15°, radius cos 15°) and a gap at 40°, outside the radius:
+    it joins when two core members are closer to it than its nearest FAQ text (cos 20° and
+    10° against 0.93), as a core member must be, and not when only one is (0.96), nor when
+    as many of its close gaps wait outside every core as are in it."""
+    config = TopicConfig()
+    core = np.arange(4)
+    vectors = arc(0, 10, 20, 30, 40)
+    (joined,) = attach(vectors, [core], np.full(5, 0.93, dtype=np.float32), config)
+    assert joined.tolist() == [0, 1, 2, 3, 4]
+    (alone,) = attach(vectors, [core], np.full(5, 0.96, dtype=np.float32), config)
+    assert alone.tolist() == [0, 1, 2, 3]
+    crowded = arc(0, 10, 20, 30, 40, 45, 50)  # two more gaps beside it, in no core
+    (kept,) = attach(crowded, [core], np.full(7, 0.93, dtype=np.float32), config)
+    assert 4 not in kept.tolist()
+    one_more = arc(0, 10, 20, 30, 40, 45)
+    (taken,) = attach(one_more, [core], np.full(6, 0.93, dtype=np.float32), config)
+    assert 4 in taken.tolist()
