@@ -7,7 +7,8 @@ Evidence (``LearningSource``), each a row in the store with the question redacte
 - ``picked``: the customer picked the entry from "did you mean": their question before it;
 - ``agent_script``: an agent answered an escalated question with an entry's answer (a
   standard script, maybe lightly edited: normalized equal, or word overlap at least
-  ``SCRIPT_OVERLAP`` with exactly one entry's answer);
+  ``SCRIPT_OVERLAP`` with exactly one entry's answer, a short answer kept whole; not the
+  answer the customer voted not helpful, unless sent unchanged);
 - ``helpful``: the customer voted the entry's answer helpful: the question it answered;
 - ``promote``: an agent promoted a ticket whose answer is an entry's answer.
 
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 SCRIPT_OVERLAP = 0.8
 """An agent reply shares at least this share of words (Jaccard) with one entry's answer: it is
 that entry's script, lightly edited."""
+SCRIPT_EDIT_WORDS = 10
+"""An answer of fewer words than this is lightly edited only when the reply keeps it whole,
+words added before or after it (a greeting, a sign-off): inside a short answer one word changes
+what it says ("your balance" and "your rewards balance" are two answers)."""
 
 _NOT_A_QUESTION = re.compile(r"^[\d\s.,#]*$")
 # A ticket opened for a complaint holds anger, not a question about an entry.
@@ -161,24 +166,40 @@ def from_pick(
     return None
 
 
-def script_entry(kb: KnowledgeBase, reply: str) -> str | None:
-    """The entry whose answer an agent's reply is: normalized equal, or, lightly edited, word
-    overlap at least SCRIPT_OVERLAP with exactly one entry's answer."""
+def script_entry(kb: KnowledgeBase, reply: str, *, disputed: Iterable[str] = ()) -> str | None:
+    """The entry whose answer an agent's reply is: normalized equal, or lightly edited
+    (``lightly_edited``) from exactly one entry's answer. An entry in ``disputed``
+    (the customer voted its answer not helpful) counts only for its exact answer: a reply that
+    merely resembles it is the agent's correction ("your *rewards* balance ..."), not its
+    script."""
     norm = normalize(reply)
     if not norm:
         return None
     equal = [e.id for e in kb.enabled if normalize(e.answer) == norm]
     if equal:
         return equal[0] if len(equal) == 1 else None
-    words = set(tokenize(norm))
+    words = tokenize(norm)
     if not words:
         return None
-    close = []
-    for entry in kb.enabled:
-        theirs = set(tokenize(normalize(entry.answer)))
-        if theirs and len(words & theirs) / len(words | theirs) >= SCRIPT_OVERLAP:
-            close.append(entry.id)
+    skip = set(disputed)
+    close = [
+        entry.id
+        for entry in kb.enabled
+        if entry.id not in skip and lightly_edited(words, tokenize(normalize(entry.answer)))
+    ]
     return close[0] if len(close) == 1 else None
+
+
+def lightly_edited(reply: Sequence[str], answer: Sequence[str]) -> bool:
+    """Whether ``reply`` (words) is ``answer`` (words) lightly edited: word overlap at least
+    SCRIPT_OVERLAP and, for an answer shorter than SCRIPT_EDIT_WORDS, the answer whole in it."""
+    mine, theirs = set(reply), set(answer)
+    if not theirs or len(mine & theirs) / len(mine | theirs) < SCRIPT_OVERLAP:
+        return False
+    n = len(answer)
+    if n >= SCRIPT_EDIT_WORDS:
+        return True
+    return any(list(reply[i : i + n]) == list(answer) for i in range(len(reply) - n + 1))
 
 
 def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) -> Learned | None:
@@ -189,6 +210,7 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
     is the correction, not a rival."""
     question = ticket.context.get("question")
     candidates = ticket.context.get("candidates") or []
+    disputed: list[str] = []
     if ticket.reason is Reason.ASKED_FOR_HUMAN:
         asked = ticket.context.get("messages") or []
         question = asked[-2].get("text") if len(asked) >= 2 else None
@@ -198,9 +220,14 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
             for a in attempts[-1:]
             if a.get("entry_id") and a.get("helpful") is not False
         ]
+        disputed = [
+            str(a["entry_id"])
+            for a in attempts[-1:]
+            if a.get("entry_id") and a.get("helpful") is False
+        ]
     elif ticket.reason.value in _NOT_EVIDENCE:
         return None
-    entry_id = script_entry(kb, reply.text)
+    entry_id = script_entry(kb, reply.text, disputed=disputed)
     if not question or entry_id is None:
         return None
     return Learned(

@@ -289,7 +289,7 @@ def team_reviews(
         try:  # written now, loaded by the one reload below (a reload is ~30 s)
             faqchange.apply(kb, draft, journal=journal, action="accept", by=TEAM, store=bot.store)
         except Exception as exc:  # a conflict: a team would not force it
-            accepted_entries.append({"topic": topic.id, "refused": str(exc)[:120]})
+            accepted_entries.append({"topic": topic.id, "refused": str(exc)[:400]})
             continue
         kb = load_knowledge(knowledge)
         if topic.kind is TopicKind.NEW:

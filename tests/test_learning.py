@@ -17,6 +17,7 @@ from autoreply.models import Action, Message, Reason
 from autoreply.service import AutoReply
 from autoreply.settings import EngineConfig, LearningConfig, Settings
 from autoreply.store import VariantStatus
+from autoreply.text import tokenize
 
 CANCEL_ANSWER = "Go to Billing → Subscription → Cancel."
 
@@ -113,6 +114,19 @@ def test_script_entry_needs_exactly_one_matching_answer(faq_dir: Path) -> None:
     assert learning.script_entry(kb, "go to billing → subscription → cancel") == "cancel"
     assert learning.script_entry(kb, "Yes") is None
     assert learning.script_entry(kb, "") is None
+
+
+def test_a_short_answer_is_lightly_edited_only_around_it() -> None:
+    """A word added inside a short answer makes another answer ("balance" → "rewards
+    balance"); words after it (a sign-off) keep it the script. A long answer may change a
+    word inside (a typo fixed, a name filled in)."""
+    short = tokenize("your balance is in the app")
+    assert learning.lightly_edited(tokenize("your balance is in the app thanks"), short)
+    assert not learning.lightly_edited(tokenize("your rewards balance is in the app"), short)
+    long = tokenize("open the app then tap settings and billing and then cancel your plan")
+    assert len(long) >= learning.SCRIPT_EDIT_WORDS
+    assert learning.lightly_edited(long[:8] + ["payments"] + long[8:], long)
+    assert not learning.lightly_edited([], short) and not learning.lightly_edited(short, [])
 
 
 def test_helpful_votes_and_promotes_are_evidence(
@@ -274,6 +288,35 @@ def test_a_rejected_answer_is_a_gap_and_the_agent_s_script_corrects_it(
     found = {v.text: v for v in answering.store.learned_variants()}
     assert found["refund my order now"].flag is None
     assert found["where is my parcel"].flag is not None
+
+
+def test_a_reply_resembling_the_disputed_answer_is_a_correction_not_its_script(
+    answering: AutoReply,
+) -> None:
+    """The customer voted entry X's answer not helpful and asked for a person. The agent's
+    reply that is X's answer with a word changed ("your *rewards* balance") answers another
+    question: it teaches X nothing. X's exact answer, sent again, is still X's script; and
+    the same light edit after an undisputed answer still counts as X's."""
+
+    def reply_after(question: str, conv: str, edit: str, *, reject: bool) -> str:
+        answer = ask(answering, question, conv)
+        assert answer.entry_id == "cancel" and answer.message_id is not None
+        if reject:
+            answering.feedback(answer.message_id, helpful=False)
+        person = ask(answering, "I want to talk to a human", conv)
+        assert person.ticket_id is not None
+        answering.claim(person.ticket_id, "ann")
+        answering.reply(person.ticket_id, agent="ann", text=edit)
+        return question
+
+    lightly = CANCEL_ANSWER.replace("Cancel.", "Cancel all.")
+    assert learning.script_entry(answering.kb, lightly) == "cancel"
+    corrected = reply_after("cancel my subscription pls", "c1", lightly, reject=True)
+    resent = reply_after("cancel my subscription now", "c2", CANCEL_ANSWER, reject=True)
+    kept = reply_after("cancel the subscription I have", "c3", lightly, reject=False)
+    learned = {v.text for v in answering.store.learned_variants(entry_id="cancel")}
+    assert corrected not in learned
+    assert {resent, kept} <= learned
 
 
 def test_a_helpful_vote_or_a_vote_on_a_pick_is_no_gap(
