@@ -9,13 +9,15 @@ FAQ text than to their cluster's centroid are left out (a near miss of an entry)
 cluster is cut down to its **core**: the members with at least ``min_size - 1`` other members
 closer to them than their own nearest FAQ text is (less ``core_margin``), so one question
 next to one other does not pull a chain of neighbours in, and a single question stays single
-until a second and a third like it arrive. A core made of two groups that are each closer
-among themselves than to the FAQ, but apart from each other (their cross cosine at least
-``apart_margin`` below the members' nearest FAQ cosine), is split in two. A gap outside every
-core joins the nearest core when it lies within that core's radius (its cosine to the core's
-centroid at least that of the core's farthest member) and is closer to it than to any FAQ text,
-or when most of the gaps closer to it than its nearest FAQ text, and at least ``min_size - 1``,
-are members of one core (the core test, applied to a gap at a core's edge).
+until a second and a third like it arrive. A core splits where it comes apart: into groups
+that share no such closeness (no gap of one is closer to a gap of another than to its nearest
+FAQ text), and into two groups that are each closer among themselves than to the FAQ but apart
+from each other (their cross cosine at least ``apart_margin`` below the members' nearest FAQ
+cosine). A gap outside every core joins the nearest core when it lies within that core's
+radius (its cosine to the core's centroid at least that of the core's farthest member) and is
+closer to it than to any FAQ text, or when most of the gaps closer to it than its nearest FAQ
+text, and at least ``min_size - 1``, are members of one core (the core test, applied to a gap
+at a core's edge).
 Cores of fewer than ``min_size`` gaps wait for more. A topic that holds together better than
 it resembles the FAQ (mean member-centroid cosine at least the centroid's best FAQ-text cosine
 minus ``near_miss_margin``) is ``new``; one whose gaps mostly (``near_miss_share``) have the
@@ -236,10 +238,15 @@ def core(
 def apart(
     vectors: np.ndarray, rows: np.ndarray, near: np.ndarray, config: TopicConfig
 ) -> list[np.ndarray]:
-    """A core, or its two Ward halves (recursively) when each half is closer among itself than
-    to the FAQ while the halves are ``apart_margin`` further from each other than from it."""
+    """A core, split where it comes apart. First into the linked parts of its close-gap graph
+    (``linked_parts``) when two or more hold ``min_size`` gaps; then each part into its two Ward
+    halves (recursively) when each half is closer among itself than to the FAQ while the
+    halves are ``apart_margin`` further from each other than from it."""
     if len(rows) < 2 * config.min_size:
         return [rows]
+    parts = linked_parts(vectors, rows, near, config)
+    if len(parts) > 1:
+        return [piece for part in parts for piece in apart(vectors, part, near, config)]
     from sklearn.cluster import AgglomerativeClustering
 
     halves = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(
@@ -254,6 +261,28 @@ def apart(
     ):
         return apart(vectors, a, near, config) + apart(vectors, b, near, config)
     return [rows]
+
+
+def linked_parts(
+    vectors: np.ndarray, rows: np.ndarray, near: np.ndarray, config: TopicConfig
+) -> list[np.ndarray]:
+    """The connected parts of ``rows`` that hold ``min_size`` gaps or more, when there are two
+    or more of them (else ``[rows]``). Two gaps are linked when one is closer to the other than
+    to its own nearest FAQ text, less ``core_margin``: the relation the core test counts. Ward
+    merges small groups of different questions readily (its merge cost grows with group size,
+    so a few gaps each of two intents cost little to join); a core whose groups share no such
+    link is two topics. A gap in a smaller part leaves the core (``attach`` may bring it back)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    sims = vectors[rows] @ vectors[rows].T
+    bar = near[rows] - config.core_margin
+    linked = (sims >= bar[:, None]) | (sims >= bar[None, :])
+    np.fill_diagonal(linked, False)
+    count, labels = connected_components(csr_matrix(linked), directed=False)
+    sizes = np.bincount(labels, minlength=count)
+    parts = [rows[labels == i] for i in range(count) if sizes[i] >= config.min_size]
+    return parts if len(parts) > 1 else [rows]
 
 
 def attach(

@@ -18,10 +18,13 @@ from autoreply.faqchange import Journal, apply, draft_for_topic
 from autoreply.gap_clustering import (
     FaqTexts,
     TopicConfig,
+    apart,
     attach,
     ctfidf_keywords,
     discover,
     fold_duplicates,
+    linked_parts,
+    mean_pairwise,
     medoid,
     nearest,
     unit,
@@ -190,12 +193,16 @@ def test_questions_that_are_each_nearer_an_faq_text_make_no_topic() -> None:
 
 def test_two_groups_apart_from_each_other_are_two_topics() -> None:
     """Two groups of three, each tight (0.95) but apart (0.80, below their FAQ texts' 0.88),
-    merged by Ward: the core splits into two topics instead of one mixing both."""
+    merged by Ward: the core splits into two topics instead of one mixing both. With no gap
+    of one group close to the other (0.80 < 0.88 - core_margin) the core's linked parts are
+    the groups; with a core margin that links them (0.1), the two-halves rule still splits
+    them, and with that rule off too (apart_margin 1.0) they stay one topic."""
     vectors, faq = planted([3, 3], within=0.95, across=0.80, faq_cosine=0.88)
-    config = TopicConfig(split_gain=1.0)  # only the core rule may split them
-    found = discover(vectors, faq, config)
-    assert sorted(f.rows for f in found) == [[0, 1, 2], [3, 4, 5]]
-    (mixed,) = discover(vectors, faq, TopicConfig(split_gain=1.0, apart_margin=1.0))
+    for config in (TopicConfig(split_gain=1.0), TopicConfig(split_gain=1.0, core_margin=0.1)):
+        found = discover(vectors, faq, config)  # only the core rules may split them
+        assert sorted(f.rows for f in found) == [[0, 1, 2], [3, 4, 5]]
+    linked = TopicConfig(split_gain=1.0, core_margin=0.1, apart_margin=1.0)
+    (mixed,) = discover(vectors, faq, linked)
     assert mixed.rows == list(range(6))
 
 
@@ -606,3 +613,32 @@ def test_a_gap_at_a_core_s_edge_joins_when_most_of_its_close_gaps_are_the_core_s
     one_more = arc(0, 10, 20, 30, 40, 45)
     (taken,) = attach(one_more, [core], np.full(6, 0.93, dtype=np.float32), config)
     assert 4 in taken.tolist()
+
+
+def test_a_core_whose_groups_share_no_close_pair_splits_along_them() -> None:
+    """Two arcs of six gaps in orthogonal planes, each gap with two neighbours closer than its
+    nearest FAQ text (cos 10° and 20° against 0.95) but the arc's mean cosine below it (so
+    the two-halves rule alone keeps them together): no gap of one arc is close to the other,
+    so the core is two topics. A pair of gaps off on their own leaves the core; once the
+    FAQ is far enough (cosine 0) for every gap to be close to every other, it is one core."""
+    config = TopicConfig()
+
+    def arc(plane: int) -> np.ndarray:
+        out = np.zeros((6, 6), dtype=np.float32)
+        angles = np.radians(np.arange(0, 60, 10))
+        out[:, 2 * plane], out[:, 2 * plane + 1] = np.cos(angles), np.sin(angles)
+        return out
+
+    pair = np.zeros((2, 6), dtype=np.float32)
+    pair[:, 4], pair[:, 5] = [1.0, 0.99], [0.0, 0.141]
+    vectors = unit(np.vstack([arc(0), arc(1), pair]))
+    rows = np.arange(14)
+    near = np.full(14, 0.95, dtype=np.float32)
+    assert mean_pairwise(vectors[:6]) < 0.95
+    parts = linked_parts(vectors, rows, near, config)
+    assert sorted(p.tolist() for p in parts) == [list(range(6)), list(range(6, 12))]
+    assert sorted(p.tolist() for p in apart(vectors, rows, near, config)) == sorted(
+        p.tolist() for p in parts
+    )
+    (whole,) = linked_parts(vectors, rows, np.zeros(14, dtype=np.float32), config)
+    assert whole.tolist() == list(range(14))
