@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,9 +52,9 @@ SCRIPT_OVERLAP = 0.8
 """An agent reply shares at least this share of words (Jaccard) with one entry's answer: it is
 that entry's script, lightly edited."""
 SCRIPT_EDIT_WORDS = 10
-"""An answer of fewer words than this is lightly edited only when the reply keeps it whole,
-words added before or after it (a greeting, a sign-off): inside a short answer one word changes
-what it says ("your balance" and "your rewards balance" are two answers)."""
+"""An answer of fewer words than this is lightly edited only when the reply holds it whole,
+punctuation and all, words added before or after it (a greeting, a sign-off): in a short answer
+one word changes what it says ("your balance" and "your rewards balance" are two answers)."""
 
 _NOT_A_QUESTION = re.compile(r"^[\d\s.,#]*$")
 # A ticket opened for a complaint holds anger, not a question about an entry.
@@ -178,28 +179,27 @@ def script_entry(kb: KnowledgeBase, reply: str, *, disputed: Iterable[str] = ())
     equal = [e.id for e in kb.enabled if normalize(e.answer) == norm]
     if equal:
         return equal[0] if len(equal) == 1 else None
-    words = tokenize(norm)
-    if not words:
-        return None
     skip = set(disputed)
-    close = [
-        entry.id
-        for entry in kb.enabled
-        if entry.id not in skip and lightly_edited(words, tokenize(normalize(entry.answer)))
-    ]
+    close = [e.id for e in kb.enabled if e.id not in skip and lightly_edited(reply, e.answer)]
     return close[0] if len(close) == 1 else None
 
 
-def lightly_edited(reply: Sequence[str], answer: Sequence[str]) -> bool:
-    """Whether ``reply`` (words) is ``answer`` (words) lightly edited: word overlap at least
-    SCRIPT_OVERLAP and, for an answer shorter than SCRIPT_EDIT_WORDS, the answer whole in it."""
-    mine, theirs = set(reply), set(answer)
-    if not theirs or len(mine & theirs) / len(mine | theirs) < SCRIPT_OVERLAP:
+def lightly_edited(reply: str, answer: str) -> bool:
+    """Whether ``reply`` is ``answer`` lightly edited: word overlap (after normalize) at least
+    SCRIPT_OVERLAP and, for an answer of fewer than SCRIPT_EDIT_WORDS words, the answer pasted
+    whole into it, punctuation and all (case and spacing aside), so only words before or after
+    it were added: "Go to Billing → Cancel. Thanks!" keeps "Go to Billing → Cancel." whole;
+    "your balance is in the app settings" does not keep "your balance is in the app."."""
+    mine, theirs = tokenize(normalize(reply)), tokenize(normalize(answer))
+    if not mine or not theirs:
         return False
-    n = len(answer)
-    if n >= SCRIPT_EDIT_WORDS:
-        return True
-    return any(list(reply[i : i + n]) == list(answer) for i in range(len(reply) - n + 1))
+    if len(set(mine) & set(theirs)) / len(set(mine) | set(theirs)) < SCRIPT_OVERLAP:
+        return False
+    return len(theirs) >= SCRIPT_EDIT_WORDS or _squash(answer) in _squash(reply)
+
+
+def _squash(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) -> Learned | None:

@@ -117,16 +117,22 @@ def test_script_entry_needs_exactly_one_matching_answer(faq_dir: Path) -> None:
 
 
 def test_a_short_answer_is_lightly_edited_only_around_it() -> None:
-    """A word added inside a short answer makes another answer ("balance" → "rewards
-    balance"); words after it (a sign-off) keep it the script. A long answer may change a
-    word inside (a typo fixed, a name filled in)."""
-    short = tokenize("your balance is in the app")
-    assert learning.lightly_edited(tokenize("your balance is in the app thanks"), short)
-    assert not learning.lightly_edited(tokenize("your rewards balance is in the app"), short)
-    long = tokenize("open the app then tap settings and billing and then cancel your plan")
-    assert len(long) >= learning.SCRIPT_EDIT_WORDS
-    assert learning.lightly_edited(long[:8] + ["payments"] + long[8:], long)
-    assert not learning.lightly_edited([], short) and not learning.lightly_edited(short, [])
+    """A short answer is a script only when pasted whole, words added before or after it (a
+    greeting, a sign-off): a word added inside it ("balance" → "rewards balance") or glued to
+    its end ("… app settings") makes another answer. A long answer may change a word inside
+    (a typo fixed, a name filled in)."""
+    short = "Your balance is in the app."
+    assert learning.lightly_edited("your balance is in the app.  Thanks!", short)
+    assert learning.lightly_edited("Hi! Your balance is in the app.", short)
+    assert not learning.lightly_edited("Your rewards balance is in the app.", short)
+    assert not learning.lightly_edited("Your balance is in the app settings.", short)
+    assert not learning.lightly_edited(
+        "[answer for intent calendar_update]", "[answer for intent calendar]"
+    )
+    long = "Open the app, then tap Settings and Billing and then cancel your plan."
+    assert len(tokenize(long)) >= learning.SCRIPT_EDIT_WORDS
+    assert learning.lightly_edited(long.replace("Billing", "Payments Billing"), long)
+    assert not learning.lightly_edited("", short) and not learning.lightly_edited(short, "")
 
 
 def test_helpful_votes_and_promotes_are_evidence(
@@ -294,9 +300,9 @@ def test_a_reply_resembling_the_disputed_answer_is_a_correction_not_its_script(
     answering: AutoReply,
 ) -> None:
     """The customer voted entry X's answer not helpful and asked for a person. The agent's
-    reply that is X's answer with a word changed ("your *rewards* balance") answers another
-    question: it teaches X nothing. X's exact answer, sent again, is still X's script; and
-    the same light edit after an undisputed answer still counts as X's."""
+    reply that is only a light edit of X's answer (X's script with a word added) teaches X
+    nothing: after a dispute only X's exact answer, sent again, is X's script. The same light
+    edit after an undisputed answer still counts as X's."""
 
     def reply_after(question: str, conv: str, edit: str, *, reject: bool) -> str:
         answer = ask(answering, question, conv)
@@ -309,7 +315,7 @@ def test_a_reply_resembling_the_disputed_answer_is_a_correction_not_its_script(
         answering.reply(person.ticket_id, agent="ann", text=edit)
         return question
 
-    lightly = CANCEL_ANSWER.replace("Cancel.", "Cancel all.")
+    lightly = f"{CANCEL_ANSWER} Thanks"
     assert learning.script_entry(answering.kb, lightly) == "cancel"
     corrected = reply_after("cancel my subscription pls", "c1", lightly, reject=True)
     resent = reply_after("cancel my subscription now", "c2", CANCEL_ANSWER, reject=True)
