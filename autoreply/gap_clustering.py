@@ -203,7 +203,7 @@ def discover(
         if len(part) >= config.min_size
     ]
     found = []
-    for rows in attach(vectors, cores, near, config):
+    for rows in attach(vectors, cores, near, config, leader):
         centre = unit(vectors[rows].mean(axis=0))
         refused = -1
         if rejected is not None:
@@ -271,7 +271,9 @@ def linked_parts(
     to its own nearest FAQ text, less ``core_margin``: the relation the core test counts. Ward
     merges small groups of different questions readily (its merge cost grows with group size,
     so a few gaps each of two intents cost little to join); a core whose groups share no such
-    link is two topics. A gap in a smaller part leaves the core (``attach`` may bring it back)."""
+    link is two topics. On a core every gap has ``min_size - 1`` links, so every part is big
+    enough; within a Ward half (``apart`` recurses) a gap in a smaller part leaves the topic
+    (``attach`` may bring it back)."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -286,7 +288,11 @@ def linked_parts(
 
 
 def attach(
-    vectors: np.ndarray, cores: Sequence[np.ndarray], near: np.ndarray, config: TopicConfig
+    vectors: np.ndarray,
+    cores: Sequence[np.ndarray],
+    near: np.ndarray,
+    config: TopicConfig,
+    leader: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Each core with the gaps outside every core that belong to it. A gap belongs to the core
     whose centroid it is nearest when it lies within that core's radius (cosine to the
@@ -294,7 +300,9 @@ def attach(
     that fails this (it sits at the core's edge, where a centroid test is strict) still
     belongs to a core holding ``min_size - 1`` of the gaps closer to it than its nearest FAQ
     text (less ``core_margin``: the test a core's own members pass) when that core holds more
-    of those close gaps than any other core and more than half of them in all."""
+    than half of those close gaps (so no other core holds as many). ``leader`` (from
+    fold_duplicates) keeps a gap's own repeats out of its count: a question asked three times
+    is no crowd around itself."""
     if not cores:
         return []
     centres = unit(np.stack([vectors[c].mean(axis=0) for c in cores]))
@@ -312,18 +320,17 @@ def attach(
         best = sims.argmax(axis=1)
         score = sims[np.arange(len(block)), best]
         close = vectors[block] @ vectors.T >= (near[block] - config.core_margin)[:, None]
-        close[np.arange(len(block)), block] = False
+        if leader is None:
+            close[np.arange(len(block)), block] = False
+        else:
+            close &= leader[None, :] != leader[block][:, None]
         for j, (r, b, s) in enumerate(zip(block, best, score, strict=True)):
             if s >= radius[b] and s >= near[r]:
                 members[b].append(int(r))
                 continue
             counts = np.bincount(core_of[close[j] & (core_of >= 0)], minlength=len(cores))
             top = int(counts.argmax())
-            if (
-                counts[top] >= config.min_size - 1
-                and (counts == counts[top]).sum() == 1
-                and 2 * counts[top] > close[j].sum()
-            ):
+            if counts[top] >= config.min_size - 1 and 2 * counts[top] > close[j].sum():
                 members[top].append(int(r))
     return [np.array(sorted(m)) for m in members]
 

@@ -44,7 +44,7 @@ from autoreply.knowledge_index import KnowledgeIndex
 from autoreply.models import Action, FAQCandidate, Reason, Role, StoredMessage, Ticket
 from autoreply.redact import redact
 from autoreply.store import LearnedVariant, LearningSource, Store, VariantStatus
-from autoreply.text import normalize, tokenize
+from autoreply.text import normalize, to_simplified, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,12 @@ SCRIPT_OVERLAP = 0.8
 """An agent reply shares at least this share of words (Jaccard) with one entry's answer: it is
 that entry's script, lightly edited."""
 SCRIPT_EDIT_WORDS = 10
-"""An answer of fewer words than this is lightly edited only when the reply holds it whole,
-punctuation and all, words added before or after it (a greeting, a sign-off): in a short answer
-one word changes what it says ("your balance" and "your rewards balance" are two answers)."""
+"""An answer of fewer words than this is lightly edited only when the reply holds it whole as a
+clause, words added before or after it (a greeting, a sign-off): in a short answer one word
+changes what it says ("your balance" and "your rewards balance" are two answers). With
+SCRIPT_OVERLAP, an answer of four to seven words takes one added word at most."""
+_STOPS = "。.!！?？"
+"""Closing marks an answer's last sentence may lose when an agent adds a sign-off."""
 
 _NOT_A_QUESTION = re.compile(r"^[\d\s.,#]*$")
 # A ticket opened for a complaint holds anger, not a question about an entry.
@@ -186,20 +189,44 @@ def script_entry(kb: KnowledgeBase, reply: str, *, disputed: Iterable[str] = ())
 
 def lightly_edited(reply: str, answer: str) -> bool:
     """Whether ``reply`` is ``answer`` lightly edited: word overlap (after normalize) at least
-    SCRIPT_OVERLAP and, for an answer of fewer than SCRIPT_EDIT_WORDS words, the answer pasted
-    whole into it, punctuation and all (case and spacing aside), so only words before or after
-    it were added: "Go to Billing → Cancel. Thanks!" keeps "Go to Billing → Cancel." whole;
-    "your balance is in the app settings" does not keep "your balance is in the app."."""
+    SCRIPT_OVERLAP and, for an answer of fewer than SCRIPT_EDIT_WORDS words, the answer (its
+    closing full stop aside) whole in the reply as a clause: not glued to a word before it, and
+    followed by the end of the reply or a punctuation mark. "Go to Billing → Cancel. Thanks!"
+    holds "Go to Billing → Cancel."; "Your balance is in the app settings" does not hold "Your
+    balance is in the app", nor "[… calendar_update]" "[… calendar]"."""
     mine, theirs = tokenize(normalize(reply)), tokenize(normalize(answer))
     if not mine or not theirs:
         return False
     if len(set(mine) & set(theirs)) / len(set(mine) | set(theirs)) < SCRIPT_OVERLAP:
         return False
-    return len(theirs) >= SCRIPT_EDIT_WORDS or _squash(answer) in _squash(reply)
+    return len(theirs) >= SCRIPT_EDIT_WORDS or _holds_clause(_squash(reply), _squash(answer))
+
+
+def _holds_clause(text: str, answer: str) -> bool:
+    body = answer.rstrip(_STOPS + " ")
+    at = text.find(body) if body else -1
+    while at >= 0:
+        end = at + len(body)
+        glued_before = at > 0 and text[at - 1].isalnum()
+        glued_after = end < len(text) and (text[end].isalnum() or text[end].isspace())
+        if not glued_before and not glued_after:
+            return True
+        at = text.find(body, at + 1)
+    return False
 
 
 def _squash(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """NFKC, simplified Chinese, casefolded, spaces collapsed: punctuation kept."""
+    return " ".join(to_simplified(unicodedata.normalize("NFKC", text)).casefold().split())
+
+
+def _disputed(ticket: Ticket) -> list[str]:
+    """The entry of the bot's last answer before the ticket when the customer voted it not
+    helpful."""
+    attempts = ticket.context.get("attempts") or []
+    return [
+        str(a["entry_id"]) for a in attempts[-1:] if a.get("entry_id") and a.get("helpful") is False
+    ]
 
 
 def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) -> Learned | None:
@@ -210,7 +237,6 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
     is the correction, not a rival."""
     question = ticket.context.get("question")
     candidates = ticket.context.get("candidates") or []
-    disputed: list[str] = []
     if ticket.reason is Reason.ASKED_FOR_HUMAN:
         asked = ticket.context.get("messages") or []
         question = asked[-2].get("text") if len(asked) >= 2 else None
@@ -220,14 +246,9 @@ def from_agent_reply(kb: KnowledgeBase, ticket: Ticket, reply: StoredMessage) ->
             for a in attempts[-1:]
             if a.get("entry_id") and a.get("helpful") is not False
         ]
-        disputed = [
-            str(a["entry_id"])
-            for a in attempts[-1:]
-            if a.get("entry_id") and a.get("helpful") is False
-        ]
     elif ticket.reason.value in _NOT_EVIDENCE:
         return None
-    entry_id = script_entry(kb, reply.text, disputed=disputed)
+    entry_id = script_entry(kb, reply.text, disputed=_disputed(ticket))
     if not question or entry_id is None:
         return None
     return Learned(
@@ -261,7 +282,7 @@ def from_feedback(
 
 def from_promote(kb: KnowledgeBase, candidate: FAQCandidate, ticket: Ticket) -> Learned | None:
     """A promoted answer that is an entry's answer: the question belongs to that entry."""
-    entry_id = script_entry(kb, candidate.answer)
+    entry_id = script_entry(kb, candidate.answer, disputed=_disputed(ticket))
     if entry_id is None:
         return None
     return Learned(

@@ -20,6 +20,7 @@ from autoreply.gap_clustering import (
     TopicConfig,
     apart,
     attach,
+    core,
     ctfidf_keywords,
     discover,
     fold_duplicates,
@@ -201,6 +202,8 @@ def test_two_groups_apart_from_each_other_are_two_topics() -> None:
     for config in (TopicConfig(split_gain=1.0), TopicConfig(split_gain=1.0, core_margin=0.1)):
         found = discover(vectors, faq, config)  # only the core rules may split them
         assert sorted(f.rows for f in found) == [[0, 1, 2], [3, 4, 5]]
+    linked_only = TopicConfig(split_gain=1.0, apart_margin=1.0)  # the two-halves rule off
+    assert sorted(f.rows for f in discover(vectors, faq, linked_only)) == [[0, 1, 2], [3, 4, 5]]
     linked = TopicConfig(split_gain=1.0, core_margin=0.1, apart_margin=1.0)
     (mixed,) = discover(vectors, faq, linked)
     assert mixed.rows == list(range(6))
@@ -617,28 +620,47 @@ def test_a_gap_at_a_core_s_edge_joins_when_most_of_its_close_gaps_are_the_core_s
 
 def test_a_core_whose_groups_share_no_close_pair_splits_along_them() -> None:
     """Two arcs of six gaps in orthogonal planes, each gap with two neighbours closer than its
-    nearest FAQ text (cos 10° and 20° against 0.95) but the arc's mean cosine below it (so
-    the two-halves rule alone keeps them together): no gap of one arc is close to the other,
-    so the core is two topics. A pair of gaps off on their own leaves the core; once the
-    FAQ is far enough (cosine 0) for every gap to be close to every other, it is one core."""
+    nearest FAQ text (cos 10° and 20° against 0.93 less the margin): one core of twelve,
+    though each arc's mean cosine is below 0.93. No gap of one arc is close to the other, so
+    the core is two topics; once the FAQ is far enough (cosine 0) for every gap to be close
+    to every other, it is one."""
     config = TopicConfig()
 
     def arc(plane: int) -> np.ndarray:
-        out = np.zeros((6, 6), dtype=np.float32)
+        out = np.zeros((6, 4), dtype=np.float32)
         angles = np.radians(np.arange(0, 60, 10))
         out[:, 2 * plane], out[:, 2 * plane + 1] = np.cos(angles), np.sin(angles)
         return out
 
-    pair = np.zeros((2, 6), dtype=np.float32)
-    pair[:, 4], pair[:, 5] = [1.0, 0.99], [0.0, 0.141]
-    vectors = unit(np.vstack([arc(0), arc(1), pair]))
-    rows = np.arange(14)
-    near = np.full(14, 0.95, dtype=np.float32)
-    assert mean_pairwise(vectors[:6]) < 0.95
+    vectors = unit(np.vstack([arc(0), arc(1)]))
+    near = np.full(12, 0.93, dtype=np.float32)
+    rows = core(vectors, np.arange(12), near, config)
+    assert rows.tolist() == list(range(12)) and mean_pairwise(vectors[:6]) < 0.93
     parts = linked_parts(vectors, rows, near, config)
     assert sorted(p.tolist() for p in parts) == [list(range(6)), list(range(6, 12))]
     assert sorted(p.tolist() for p in apart(vectors, rows, near, config)) == sorted(
         p.tolist() for p in parts
     )
-    (whole,) = linked_parts(vectors, rows, np.zeros(14, dtype=np.float32), config)
-    assert whole.tolist() == list(range(14))
+    (whole,) = linked_parts(vectors, rows, np.zeros(12, dtype=np.float32), config)
+    assert whole.tolist() == list(range(12))
+
+
+def test_an_edge_gap_between_two_cores_joins_neither_and_its_repeats_are_no_crowd() -> None:
+    """Cores at 30°-40° and 60°-70°, a gap at 50° with two close members in each (0.96 less
+    the margin): a tie, so it joins neither; at 48° the first core holds three of its five
+    close gaps and takes it. Asked three times (repeats folded by ``leader``), the 40° edge
+    gap of the single-core case still joins: its own repeats do not count against it."""
+    config = TopicConfig()
+    near = np.full(7, 0.96, dtype=np.float32)
+    first, second = np.arange(3), np.arange(3, 6)
+    for angle, joined in ((50, []), (48, [6])):
+        vectors = arc(30, 35, 40, 60, 65, 70, angle)
+        found = attach(vectors, [first, second], near, config)
+        assert [sorted(set(m.tolist()) - {0, 1, 2, 3, 4, 5}) for m in found][0] == joined
+        assert 6 not in found[1].tolist()
+    repeats = arc(0, 10, 20, 30, 40, 40, 40)
+    leader = np.array([0, 1, 2, 3, 4, 4, 4])
+    (taken,) = attach(repeats, [np.arange(4)], np.full(7, 0.93, dtype=np.float32), config, leader)
+    assert {4, 5, 6} <= set(taken.tolist())
+    (crowded,) = attach(repeats, [np.arange(4)], np.full(7, 0.93, dtype=np.float32), config)
+    assert 4 not in crowded.tolist()  # without leader, its own repeats outnumber the core

@@ -13,7 +13,7 @@ import yaml
 from autoreply import learning
 from autoreply.encoder import Encoder
 from autoreply.faqjournal import Journal
-from autoreply.models import Action, Message, Reason
+from autoreply.models import Action, Message, Reason, Ticket
 from autoreply.service import AutoReply
 from autoreply.settings import EngineConfig, LearningConfig, Settings
 from autoreply.store import VariantStatus
@@ -117,22 +117,81 @@ def test_script_entry_needs_exactly_one_matching_answer(faq_dir: Path) -> None:
 
 
 def test_a_short_answer_is_lightly_edited_only_around_it() -> None:
-    """A short answer is a script only when pasted whole, words added before or after it (a
-    greeting, a sign-off): a word added inside it ("balance" → "rewards balance") or glued to
-    its end ("… app settings") makes another answer. A long answer may change a word inside
-    (a typo fixed, a name filled in)."""
+    """A short answer is a script only when the reply holds it whole as a clause, words added
+    before or after it (a greeting, a sign-off): a word added inside it ("balance" → "rewards
+    balance") or glued to its end ("… app settings", "…查看积分") makes another answer. Its
+    closing full stop may go, and traditional characters match simplified ones. A long
+    answer may change a word inside (a typo fixed, a name filled in)."""
     short = "Your balance is in the app."
     assert learning.lightly_edited("your balance is in the app.  Thanks!", short)
     assert learning.lightly_edited("Hi! Your balance is in the app.", short)
     assert not learning.lightly_edited("Your rewards balance is in the app.", short)
     assert not learning.lightly_edited("Your balance is in the app settings.", short)
-    assert not learning.lightly_edited(
-        "[answer for intent calendar_update]", "[answer for intent calendar]"
-    )
+    bare = "Your balance is in the app"  # no full stop: a glued word is still another answer
+    assert not learning.lightly_edited("Your balance is in the app settings", bare)
+    assert learning.lightly_edited("Your balance is in the app. Thanks", bare)
+    zh = "您的余额可以在应用里查看。"
+    assert learning.lightly_edited("您的余额可以在应用里查看，谢谢", zh)
+    assert learning.lightly_edited("您的餘額可以在應用裡查看，謝謝", zh)
+    assert not learning.lightly_edited("您的余额可以在应用里查看积分", zh)
+    calendar = "[answer for intent calendar]"
+    assert not learning.lightly_edited("[answer for intent calendar_update]", calendar)
     long = "Open the app, then tap Settings and Billing and then cancel your plan."
     assert len(tokenize(long)) >= learning.SCRIPT_EDIT_WORDS
     assert learning.lightly_edited(long.replace("Billing", "Payments Billing"), long)
     assert not learning.lightly_edited("", short) and not learning.lightly_edited(short, "")
+
+
+def test_a_disputed_entry_is_no_script_whatever_opened_the_ticket(faq_dir: Path) -> None:
+    """The customer voted the cancel answer not helpful, then rephrased and was escalated
+    (not a request for a person): the agent's light edit of the cancel answer is still the
+    correction, as is a promote of it; undisputed, both teach the cancel entry."""
+    from datetime import UTC, datetime
+
+    from autoreply.knowledge import load_knowledge
+    from autoreply.models import FAQCandidate, Priority, Role, StoredMessage, TicketStatus
+
+    kb = load_knowledge(faq_dir)
+    edit = f"{CANCEL_ANSWER} Thanks"
+
+    def ticket(helpful: bool | None) -> Ticket:
+        attempt = {"id": 1, "entry_id": "cancel", "confidence": 0.9, "helpful": helpful}
+        return Ticket(
+            id=1,
+            conversation_id="c1",
+            user_id="u1",
+            channel="web",
+            status=TicketStatus.OPEN,
+            priority=Priority.NORMAL,
+            reason=Reason.LOW_CONFIDENCE,
+            context={"question": "stop charging me", "attempts": [attempt]},
+            created_at=datetime.now(UTC),
+        )
+
+    now = datetime.now(UTC)
+    reply = StoredMessage(
+        id=2,
+        conversation_id="c1",
+        user_id="u1",
+        channel="web",
+        role=Role.AGENT,
+        text=edit,
+        created_at=now,
+    )
+    promoted = FAQCandidate(
+        id=3,
+        ticket_id=1,
+        question="stop charging me",
+        answer=edit,
+        category="billing/subscription",
+        agent="ann",
+        created_at=now,
+    )
+    for helpful, taught in ((False, None), (None, "cancel")):
+        got = learning.from_agent_reply(kb, ticket(helpful), reply)
+        assert (got.entry_id if got else None) == taught
+        got = learning.from_promote(kb, promoted, ticket(helpful))
+        assert (got.entry_id if got else None) == taught
 
 
 def test_helpful_votes_and_promotes_are_evidence(
