@@ -226,13 +226,26 @@ def core(
     nearest FAQ text (less ``core_margin``), repeated until every member left has them."""
     need = config.min_size - 1
     while len(rows) >= config.min_size:
-        sims = vectors[rows] @ vectors[rows].T
-        np.fill_diagonal(sims, -np.inf)
-        close = (sims >= (near[rows] - config.core_margin)[:, None]).sum(axis=1) >= need
+        pairs = counts_close(vectors, rows, rows, near, config)
+        np.fill_diagonal(pairs, False)
+        close = pairs.sum(axis=1) >= need
         if close.all():
             break
         rows = rows[close]
     return rows
+
+
+def counts_close(
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray | slice,
+    near: np.ndarray,
+    config: TopicConfig,
+) -> np.ndarray:
+    """Whether gap ``rows[i]`` counts gap ``cols[j]`` as close: closer to it than to its own
+    nearest FAQ text, less ``core_margin``. The one relation the core test, ``linked_parts``
+    and ``attach`` count."""
+    return np.asarray(vectors[rows] @ vectors[cols].T >= (near[rows] - config.core_margin)[:, None])
 
 
 def apart(
@@ -277,9 +290,8 @@ def linked_parts(
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    sims = vectors[rows] @ vectors[rows].T
-    bar = near[rows] - config.core_margin
-    linked = (sims >= bar[:, None]) | (sims >= bar[None, :])
+    close = counts_close(vectors, rows, rows, near, config)
+    linked = close | close.T
     np.fill_diagonal(linked, False)
     count, labels = connected_components(csr_matrix(linked), directed=False)
     sizes = np.bincount(labels, minlength=count)
@@ -319,7 +331,7 @@ def attach(
         sims = vectors[block] @ centres.T
         best = sims.argmax(axis=1)
         score = sims[np.arange(len(block)), best]
-        close = vectors[block] @ vectors.T >= (near[block] - config.core_margin)[:, None]
+        close = counts_close(vectors, block, slice(None), near, config)
         if leader is None:
             close[np.arange(len(block)), block] = False
         else:
